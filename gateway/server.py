@@ -1,0 +1,130 @@
+"""Gateway process: gRPC server with health, reflection, metrics and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from emotionaware.v1 import emotion_pb2, emotion_pb2_grpc
+from gateway.backend import Backend, TritonBackend
+from gateway.models import ModelRegistry
+from gateway.service import EmotionService
+from gateway.servicer import EmotionServicer
+from gateway.settings import Settings, load_settings
+
+log = logging.getLogger("gateway")
+SERVICE_NAME = emotion_pb2.DESCRIPTOR.services_by_name["EmotionService"].full_name
+
+
+class GatewayServer:
+    """The gRPC server and its readiness watcher; ``start()`` returns the bound port."""
+
+    def __init__(
+        self, settings: Settings, backend: Backend | None = None, registry: ModelRegistry | None = None
+    ) -> None:
+        self.settings = settings
+        self.backend = backend or TritonBackend(settings.triton_url, settings.max_message_bytes)
+        self.registry = registry or ModelRegistry.load(
+            settings.model_repository, settings.models, settings.default_model
+        )
+        self.health = HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._watcher: asyncio.Task | None = None
+        self._serving: bool | None = None
+
+    async def start(self) -> int:
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_send_message_length", self.settings.max_message_bytes),
+                ("grpc.max_receive_message_length", self.settings.max_message_bytes),
+            ]
+        )
+        service = EmotionService(self.settings, self.registry, self.backend)
+        emotion_pb2_grpc.add_EmotionServiceServicer_to_server(EmotionServicer(service), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        port = server.add_insecure_port(self.settings.listen)
+        if port == 0:
+            raise RuntimeError(f"could not bind {self.settings.listen}")
+        await self._set_serving(False)
+        await server.start()
+        self._server = server
+        self._watcher = asyncio.create_task(self._watch_readiness())
+        log.info(
+            "gateway listening on port %d, models %s, triton %s",
+            port,
+            ",".join(self.settings.models),
+            self.settings.triton_url,
+        )
+        return port
+
+    async def _set_serving(self, serving: bool) -> None:
+        if serving == self._serving:
+            return
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+        if self._serving is not None or serving:
+            log.info("health: %s", "SERVING" if serving else "NOT_SERVING")
+        self._serving = serving
+
+    async def _watch_readiness(self) -> None:
+        """SERVING only while Triton and every routed model are ready; flips back when not."""
+        while True:
+            await self._set_serving(await self.backend.is_ready(self.settings.models))
+            await asyncio.sleep(self.settings.health_poll_s)
+
+    async def stop(self) -> None:
+        """Stop taking new calls, let in-flight ones finish within the grace period."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(self.settings.shutdown_grace_s)
+        await self.backend.close()
+
+
+async def run(settings: Settings) -> None:
+    gateway = GatewayServer(settings)
+    await gateway.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining in-flight requests for up to %.0f s", settings.shutdown_grace_s)
+    await gateway.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = load_settings(argv, os.environ)
+    logging.basicConfig(
+        level=settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if settings.metrics_port:
+        start_http_server(
+            settings.metrics_port, addr=settings.listen.rsplit(":", 1)[0].strip("[]") or "0.0.0.0"
+        )
+    asyncio.run(run(settings))

@@ -1,0 +1,61 @@
+"""Training (a small real run) and the committed compact artifact."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from safetensors import safe_open
+
+from emotionaware.artifact import MANIFEST, METRICS, WEIGHTS, ArtifactManifest
+from emotionaware.taxonomy import GOEMOTIONS_LABELS
+from train.cli import MODELS_DIR
+from train.config import TrainConfig
+from train.model import FROZEN_PARAMETERS, load_artifact
+
+LIMIT_BYTES = 25 * 1024 * 1024
+COMMITTED = MODELS_DIR / "goemotions"
+
+
+def stored_tensors(model_dir: Path) -> set[str]:
+    with safe_open(str(model_dir / WEIGHTS), framework="pt") as fh:
+        return set(fh.keys())
+
+
+def test_committed_artifact_is_compact_and_rebuilds():
+    assert (COMMITTED / WEIGHTS).stat().st_size <= LIMIT_BYTES
+    assert not set(FROZEN_PARAMETERS) & stored_tensors(COMMITTED)
+    model, manifest = load_artifact(COMMITTED)
+    assert manifest.labels == GOEMOTIONS_LABELS
+    assert sum(p.numel() for p in model.parameters()) < 25_000_000
+
+
+def test_committed_metrics_were_measured_on_test_with_dev_thresholds():
+    metrics = json.loads((COMMITTED / METRICS).read_text())
+    assert metrics["thresholds"] == "per label, tuned on dev only"
+    assert metrics["test"]["examples"] == 5427 and metrics["dev"]["examples"] == 5426
+    # A floor well under the recorded value: catches a broken or untrained artifact.
+    assert metrics["test"]["macro_f1"] > 0.40
+
+
+def test_rebuild_refuses_a_different_base_encoder(tmp_path):
+    for path in COMMITTED.iterdir():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    manifest = ArtifactManifest.load(tmp_path)
+    wrong = {name: "0" * 64 for name in manifest.frozen_from_base}
+    (tmp_path / MANIFEST).write_text(dataclasses.replace(manifest, frozen_from_base=wrong).to_json())
+    with pytest.raises(ValueError, match="differs from the one the model was trained with"):
+        load_artifact(tmp_path)
+
+
+def test_small_training_run_writes_an_artifact_with_metrics(tmp_path, data_dir):
+    from train.run import train
+
+    config = TrainConfig.for_model("goemotions").with_overrides(epochs=1)
+    metrics = train(config, tmp_path, data_dir, limit_train=96)
+    assert (tmp_path / WEIGHTS).stat().st_size <= LIMIT_BYTES
+    assert not set(FROZEN_PARAMETERS) & stored_tensors(tmp_path)
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    assert log["train_examples"] == 96 and len(log["epochs"]) == 1
+    assert 0.0 <= metrics["test"]["macro_f1"] <= 1.0
+    assert set(json.loads((tmp_path / "thresholds.json").read_text())) == set(GOEMOTIONS_LABELS)

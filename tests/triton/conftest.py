@@ -1,0 +1,71 @@
+"""A real Triton server on free loopback ports, serving a model freshly exported for this run."""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+
+from emotionaware.tritonserver import TritonServer
+from emotionaware.v1 import emotion_pb2_grpc
+from export.cli import export_model
+from export.triton_repo import ServingOptions
+from gateway.server import GatewayServer
+from gateway.settings import Settings
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def exported_repo(tmp_path_factory, data_dir) -> Path:
+    """Export the committed artifact (with a parity check on a dev slice) into a fresh repository."""
+    repo = tmp_path_factory.mktemp("model_repository")
+    export_model("goemotions", repo, data_dir, parity_count=128, options=ServingOptions(intra_op_threads=2))
+    return repo
+
+
+@pytest.fixture(scope="session")
+def triton(exported_repo, tmp_path_factory):
+    log_path = tmp_path_factory.mktemp("logs") / "triton.log"
+    server = TritonServer(exported_repo, log_path=log_path)
+    server.start()
+    pgid = server.pid
+    try:
+        server.wait_ready(timeout_s=120)
+        yield server
+    finally:
+        server.stop()
+        if group_alive(pgid):  # pragma: no cover - would leak processes into CI
+            os.killpg(pgid, signal.SIGKILL)
+            pytest.fail("tritonserver left processes behind after stop()")
+
+
+@pytest.fixture(scope="session")
+async def gateway_target(triton, exported_repo):
+    settings = Settings(
+        listen="127.0.0.1:0",
+        triton_url=triton.grpc_url,
+        model_repository=exported_repo,
+        metrics_port=0,
+        health_poll_s=0.2,
+    )
+    server = GatewayServer(settings)
+    port = await server.start()
+    yield replace(settings, listen=f"127.0.0.1:{port}")
+    await server.stop()
+
+
+@pytest.fixture
+async def stub(gateway_target):
+    async with grpc.aio.insecure_channel(gateway_target.listen) as channel:
+        yield emotion_pb2_grpc.EmotionServiceStub(channel)

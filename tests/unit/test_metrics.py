@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+
+from train.metrics import multilabel_report, tune_thresholds
+
+
+def test_threshold_tuning_finds_the_separating_cut():
+    probs = np.array([[0.9, 0.1], [0.7, 0.2], [0.3, 0.8], [0.2, 0.6]])
+    targets = np.array([[1, 0], [1, 0], [0, 1], [0, 1]])
+    thresholds = tune_thresholds(probs, targets)
+    assert 0.3 < thresholds[0] <= 0.7
+    assert 0.2 < thresholds[1] <= 0.6
+    report = multilabel_report(probs, targets, thresholds, ["x", "y"])
+    assert report["macro_f1"] == pytest.approx(1.0)
+
+
+def test_label_without_positives_keeps_default_threshold():
+    probs = np.array([[0.9, 0.1], [0.1, 0.2]])
+    targets = np.array([[1, 0], [0, 0]])
+    assert tune_thresholds(probs, targets)[1] == 0.5
+
+
+def test_views_are_reported_by_projection():
+    labels = ["joy", "love", "anger"]
+    probs = np.array([[0.9, 0.1, 0.1], [0.1, 0.1, 0.9]])
+    targets = np.array([[0, 1, 0], [0, 0, 1]])  # fine labels wrong in row 0, coarse right
+    report = multilabel_report(
+        probs, targets, np.full(3, 0.5), labels, {"coarse": {"pos": ("joy", "love"), "neg": ("anger",)}}
+    )
+    assert report["views"]["coarse"]["macro_f1"] == pytest.approx(1.0)
+    assert report["macro_f1"] < 1.0

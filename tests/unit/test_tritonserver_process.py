@@ -1,0 +1,30 @@
+from pathlib import Path
+
+from emotionaware.tritonserver import TritonPorts, TritonServer, server_environment
+
+
+def test_ports_are_distinct_and_free():
+    ports = TritonPorts.pick_free()
+    assert len({ports.http, ports.grpc, ports.metrics}) == 3
+
+
+def test_command_binds_loopback_and_disables_config_guessing(tmp_path: Path):
+    server = TritonServer(tmp_path, TritonPorts(1, 2, 3))
+    cmd = server.command()
+    assert f"--model-repository={tmp_path.resolve()}" in cmd
+    assert "--grpc-address=127.0.0.1" in cmd and "--grpc-port=2" in cmd
+    assert "--disable-auto-complete-config" in cmd
+
+
+def test_environment_looks_like_an_activated_venv():
+    import sys
+
+    env = server_environment()
+    assert env["VIRTUAL_ENV"] == sys.prefix
+    assert env["PATH"].startswith(sys.prefix)
+
+
+def test_stop_without_start_is_harmless(tmp_path: Path):
+    server = TritonServer(tmp_path)
+    server.stop()
+    assert not server.running()

@@ -1,0 +1,1 @@
+"""Fine-tuning and evaluation of the emotion models (needs torch; not used by the gateway)."""

@@ -1,0 +1,55 @@
+"""``emotionaware-train`` and ``emotionaware-eval`` command lines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from train.config import TrainConfig
+from train.data import DEFAULT_DATA_DIR
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="goemotions", help="model name (train/configs/<name>.toml)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="folder holding goemotions/, meld/, perc/ (default: %(default)s)",
+    )
+
+
+def train_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Fine-tune an emotion model and write its compact artifact.")
+    _common(parser)
+    parser.add_argument("--out", type=Path, help="artifact folder (default: models/<model>)")
+    parser.add_argument("--epochs", type=int, help="override the config's epoch count")
+    parser.add_argument(
+        "--limit-train", type=int, default=0, help="train on the first N examples only (smoke runs; 0 = all)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = TrainConfig.for_model(args.model).with_overrides(epochs=args.epochs)
+    from train.run import train  # torch import is slow; keep --help fast
+
+    metrics = train(config, args.out or MODELS_DIR / args.model, args.data_dir, args.limit_train)
+    print(json.dumps({k: metrics["test"][k] for k in ("macro_f1", "micro_f1")}, indent=2))
+
+
+def eval_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Recompute a model's metrics from its committed artifact.")
+    _common(parser)
+    parser.add_argument("--model-dir", type=Path, help="artifact folder (default: models/<model>)")
+    args = parser.parse_args(argv)
+    from train.evaluate import evaluate
+
+    metrics = evaluate(args.model_dir or MODELS_DIR / args.model, args.data_dir)
+    test = metrics["test"]
+    print(
+        f"test macro-F1 {test['macro_f1']:.4f}  micro-F1 {test['micro_f1']:.4f}  "
+        f"ekman macro-F1 {test['views']['ekman']['macro_f1']:.4f}"
+    )

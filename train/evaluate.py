@@ -1,0 +1,72 @@
+"""Recompute every reported metric from a committed artifact (dev-tuned thresholds, test report)."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emotionaware.artifact import METRICS, THRESHOLDS, ArtifactManifest
+from emotionaware.taxonomy import EKMAN_MAPPING, SENTIMENT_MAPPING
+from train.card import write_model_card
+from train.data import DEFAULT_DATA_DIR, MultiLabelExample, load_goemotions
+from train.metrics import multilabel_report, tune_thresholds
+from train.model import load_artifact, load_tokenizer
+from train.predict import predict_logits, to_scores
+
+
+def multi_hot(examples: list[MultiLabelExample], num_labels: int) -> np.ndarray:
+    targets = np.zeros((len(examples), num_labels), dtype=int)
+    for row, example in enumerate(examples):
+        targets[row, list(example.labels)] = 1
+    return targets
+
+
+def evaluate_goemotions(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> dict:
+    """Tune thresholds on dev, report dev and test; writes thresholds.json and metrics.json."""
+    model, manifest = load_artifact(model_dir)
+    tokenizer = load_tokenizer(manifest.base)
+    data = load_goemotions(data_dir)
+    if tuple(data.labels) != manifest.labels:
+        raise ValueError("dataset label list differs from the artifact's")
+
+    def scores(examples: list[MultiLabelExample]) -> tuple[np.ndarray, np.ndarray, float]:
+        enc = tokenizer([e.text for e in examples], truncation=True, max_length=manifest.max_length)
+        full = tokenizer([e.text for e in examples], truncation=False)["input_ids"]
+        truncated = float(np.mean([len(ids) > manifest.max_length for ids in full]))
+        logits = predict_logits(model, enc["input_ids"], tokenizer.pad_token_id)
+        return to_scores(logits, manifest.problem_type), multi_hot(examples, len(manifest.labels)), truncated
+
+    dev_probs, dev_targets, dev_trunc = scores(data.dev)
+    thresholds = tune_thresholds(dev_probs, dev_targets)
+    test_probs, test_targets, test_trunc = scores(data.test)
+    views = {"ekman": EKMAN_MAPPING, "sentiment": SENTIMENT_MAPPING}
+    metrics = {
+        "model": manifest.name,
+        "dataset": "goemotions (official splits)",
+        "thresholds": "per label, tuned on dev only",
+        "dev": multilabel_report(dev_probs, dev_targets, thresholds, manifest.labels, views),
+        "test": multilabel_report(test_probs, test_targets, thresholds, manifest.labels, views),
+        "truncated_fraction": {"dev": dev_trunc, "test": test_trunc},
+        "evaluated_with": {"torch": torch.__version__, "python": platform.python_version()},
+    }
+    (model_dir / THRESHOLDS).write_text(
+        json.dumps(
+            {label: round(float(t), 4) for label, t in zip(manifest.labels, thresholds, strict=True)},
+            indent=2,
+        )
+        + "\n"
+    )
+    (model_dir / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+    write_model_card(model_dir, manifest, metrics)
+    return metrics
+
+
+def evaluate(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> dict:
+    manifest = ArtifactManifest.load(model_dir)
+    if manifest.name == "goemotions":
+        return evaluate_goemotions(model_dir, data_dir)
+    raise SystemExit(f"no evaluation defined for model {manifest.name!r}")

@@ -1,0 +1,72 @@
+"""Evaluation metrics (scikit-learn) and dev-only threshold tuning for multi-label models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from sklearn.metrics import f1_score, precision_recall_curve, precision_recall_fscore_support
+
+from emotionaware.taxonomy import group_indices
+
+
+def tune_thresholds(probs: np.ndarray, targets: np.ndarray, floor: float = 0.02) -> np.ndarray:
+    """Per-label threshold maximising that label's F1 on the given (dev) split.
+
+    A label with no positives keeps 0.5. Thresholds are clipped to ``[floor, 1 - floor]``
+    so a rare label cannot end up firing on everything.
+    """
+    thresholds = np.full(probs.shape[1], 0.5)
+    for j in range(probs.shape[1]):
+        if targets[:, j].sum() == 0:
+            continue
+        precision, recall, cuts = precision_recall_curve(targets[:, j], probs[:, j])
+        f1 = 2 * precision * recall / np.clip(precision + recall, 1e-12, None)
+        best = int(np.argmax(f1[:-1]))  # the last point has no threshold
+        thresholds[j] = float(np.clip(cuts[best], floor, 1 - floor))
+    return thresholds
+
+
+def project(matrix: np.ndarray, groups: Mapping[str, Sequence[int]]) -> np.ndarray:
+    """Project a (n, fine) 0/1 or score matrix onto coarse labels by taking the max."""
+    return np.stack([matrix[:, list(idx)].max(axis=1) for idx in groups.values()], axis=1)
+
+
+def multilabel_report(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    thresholds: np.ndarray,
+    labels: Sequence[str],
+    views: Mapping[str, Mapping[str, Sequence[str]]] = {},
+) -> dict:
+    """Headline and per-label metrics at the given thresholds, plus each view's metrics."""
+    preds = (probs >= thresholds).astype(int)
+    p, r, f, support = precision_recall_fscore_support(targets, preds, average=None, zero_division=0)
+    report = {
+        "examples": len(targets),
+        "macro_f1": float(f1_score(targets, preds, average="macro", zero_division=0)),
+        "micro_f1": float(f1_score(targets, preds, average="micro", zero_division=0)),
+        "weighted_f1": float(f1_score(targets, preds, average="weighted", zero_division=0)),
+        "exact_match": float((preds == targets).all(axis=1).mean()),
+        "macro_f1_at_0.5": float(
+            f1_score(targets, (probs >= 0.5).astype(int), average="macro", zero_division=0)
+        ),
+        "per_label": {
+            label: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(labels)
+        },
+        "views": {},
+    }
+    for name, mapping in views.items():
+        groups = group_indices(labels, mapping)
+        vp, vt = project(preds, groups), project(targets, groups)
+        report["views"][name] = {
+            "macro_f1": float(f1_score(vt, vp, average="macro", zero_division=0)),
+            "micro_f1": float(f1_score(vt, vp, average="micro", zero_division=0)),
+        }
+    return report
