@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export EMOTIONAWARE_DATA_DIR := $(abspath $(DATA_DIR))
 
-.PHONY: help setup proto train eval export export-if-missing serve test test-fast lint format perf constraints clean
+.PHONY: help setup proto train eval export export-if-stale serve test test-fast lint format perf constraints clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,7 +36,7 @@ proto: $(PROTO_OUT) ## generate the Python gRPC stubs (git-ignored) from proto/
 $(PROTO_OUT): $(PROTO_SRC) | $(STAMP)
 	$(PY) -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTO_SRC)
 
-train: $(STAMP) ## fine-tune MODEL from train/configs/$(MODEL).toml into models/$(MODEL) (CPU: ~35 min)
+train: $(STAMP) ## fine-tune MODEL from train/configs/$(MODEL).toml into models/$(MODEL) (2 CPU cores: ~30 min)
 	$(VENV)/bin/emotionaware-train --model $(MODEL) --data-dir $(DATA_DIR)
 
 eval: $(STAMP) ## recompute models/$(MODEL)/metrics.json from the committed artifact
@@ -45,10 +45,10 @@ eval: $(STAMP) ## recompute models/$(MODEL)/metrics.json from the committed arti
 export: $(STAMP) proto ## export every shipped model to ONNX into model_repository/ (parity-checked)
 	$(VENV)/bin/emotionaware-export $(MODELS) --data-dir $(DATA_DIR)
 
-export-if-missing: $(STAMP) proto
-	$(VENV)/bin/emotionaware-export $(MODELS) --data-dir $(DATA_DIR) --if-missing
+export-if-stale: $(STAMP) proto
+	$(VENV)/bin/emotionaware-export $(MODELS) --data-dir $(DATA_DIR) --if-stale
 
-serve: export-if-missing ## run Triton + the gateway on CPU (gRPC on 127.0.0.1:50051) until Ctrl-C
+serve: export-if-stale ## run Triton + the gateway on CPU (gRPC on 127.0.0.1:50051) until Ctrl-C
 	$(VENV)/bin/emotionaware-serve
 
 test: lint ## the whole suite: unit, in-process gRPC, real Triton (what CI runs)
@@ -65,7 +65,7 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-perf: export-if-missing ## perf_analyzer against the real Triton with GoEmotions test lengths (table)
+perf: export-if-stale ## perf_analyzer against the real Triton with GoEmotions test lengths (table)
 	$(PY) -m bench.triton_perf --data-dir $(DATA_DIR)
 
 constraints: $(STAMP) ## re-pin constraints.txt from the current venv

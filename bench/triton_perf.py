@@ -102,7 +102,9 @@ def run_level(server: TritonServer, model: str, concurrency: int, input_data: Pa
     ]
     done = subprocess.run(cmd, env=perf_analyzer_env(), capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"perf_analyzer failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        raise SystemExit(
+            f"perf_analyzer failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
     after = counts()
     record = next(csv.DictReader(io.StringIO(csv_path.read_text())))
     return Row(

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from export.onnx_export import check_parity, export_onnx
-from export.triton_repo import ServingOptions, write_model
+from export.triton_repo import ServingOptions, is_current, write_model
 from train.cli import MODELS_DIR
 from train.data import DEFAULT_DATA_DIR, load_goemotions
 from train.model import base_model_path, load_artifact, load_tokenizer
@@ -87,13 +87,17 @@ def main(argv: list[str] | None = None) -> None:
         default=min(4, os.cpu_count() or 1),
         help="ONNX Runtime intra-op threads per Triton model instance",
     )
-    parser.add_argument("--if-missing", action="store_true", help="skip models already in the repository")
+    parser.add_argument(
+        "--if-stale",
+        action="store_true",
+        help="export only models missing from the repository or exported from a different artifact",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     options = ServingOptions(intra_op_threads=args.threads)
     for name in args.models:
-        if args.if_missing and (args.repo / name / "config.pbtxt").exists():
-            log.info("%s already exported into %s", name, args.repo)
+        if args.if_stale and is_current(args.repo, name, args.models_dir / name):
+            log.info("%s in %s is up to date with its artifact", name, args.repo)
             continue
         model_dir = export_model(name, args.repo, args.data_dir, args.parity_texts, options, args.models_dir)
         print(f"exported {name} -> {model_dir}", file=sys.stderr)

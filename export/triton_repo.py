@@ -16,7 +16,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from emotionaware.artifact import METRICS, ArtifactManifest, load_thresholds
+from emotionaware.artifact import MANIFEST, METRICS, THRESHOLDS, WEIGHTS, ArtifactManifest, load_thresholds
 
 PYTHON_MODEL = Path(__file__).resolve().parent / "python_backend" / "model.py"
 LABELS_FILE = "labels.txt"
@@ -47,6 +47,28 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def artifact_digest(artifact_dir: Path) -> str:
+    """One checksum over the files that determine the exported model's behaviour."""
+    digest = hashlib.sha256()
+    for name in (WEIGHTS, MANIFEST, THRESHOLDS):
+        path = artifact_dir / name
+        if path.exists():
+            digest.update(name.encode() + b"\0" + sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def is_current(repo: Path, name: str, artifact_dir: Path) -> bool:
+    """True when the newest exported version of ``name`` was built from this artifact."""
+    model_dir = repo / name
+    versions = [p for p in model_dir.glob("[0-9]*") if p.is_dir() and p.name.isdigit()]
+    if not (model_dir / "config.pbtxt").exists() or not versions:
+        return False
+    meta_path = max(versions, key=lambda p: int(p.name)) / METADATA_FILE
+    if not meta_path.exists():
+        return False
+    return json.loads(meta_path.read_text()).get("artifact_sha256") == artifact_digest(artifact_dir)
 
 
 def build_config(manifest: ArtifactManifest, options: ServingOptions, pad_token_id: int) -> mc.ModelConfig:
@@ -108,6 +130,7 @@ def write_model(
         "base": manifest.base.__dict__,
         "test_metrics": {k: metrics["test"][k] for k in ("macro_f1", "micro_f1")} if metrics else {},
         "onnx_sha256": sha256_file(version_dir / ONNX_FILE),
+        "artifact_sha256": artifact_digest(artifact_dir),
         "export": export_report,
     }
     (version_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")

@@ -71,6 +71,3 @@ class ModelRegistry:
         if spec is None:
             raise ModelNotFound(f"model {name!r} is not served; available: {', '.join(sorted(self._specs))}")
         return spec
-
-    def __iter__(self):
-        return iter(self._specs.values())

@@ -31,9 +31,8 @@ class Settings:
     metrics_port: int = 9090
     health_poll_s: float = 2.0
     shutdown_grace_s: float = 10.0
+    # Request text is private: no log line of the gateway ever contains it.
     log_level: str = "INFO"
-    # Request text is private: it is only ever logged when an operator turns this on.
-    log_request_text: bool = False
 
     def __post_init__(self) -> None:
         if self.default_model not in self.models:
@@ -55,22 +54,10 @@ _HELP = {
     "health_poll_s": "seconds between readiness checks of Triton and the models",
     "shutdown_grace_s": "seconds in-flight requests get to finish on SIGTERM",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
-    "log_request_text": "log request texts (off by default: texts are private)",
 }
 
 
-def _parse_bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean, got {value!r}")
-
-
 def _converter(default: object):
-    if isinstance(default, bool):
-        return _parse_bool
     if isinstance(default, tuple):
         return lambda v: tuple(x.strip() for x in v.split(",") if x.strip())
     return type(default)
@@ -105,7 +92,7 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         if raw is None and (env_value := environ.get(ENV_PREFIX + f.name.upper())) is not None:
             try:
                 raw = _converter(f.default)(env_value)
-            except (ValueError, argparse.ArgumentTypeError) as exc:
+            except ValueError as exc:
                 parser.error(f"{ENV_PREFIX + f.name.upper()}={env_value!r}: {exc}")
         if raw is not None:
             values[f.name] = raw

@@ -129,7 +129,6 @@ def train_goemotions(
 def train(
     config: TrainConfig, out_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, limit_train: int = 0
 ) -> dict:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     if config.dataset == "goemotions":
         return train_goemotions(config, out_dir, data_dir, limit_train)
     raise SystemExit(f"no training recipe for dataset {config.dataset!r}")

@@ -59,3 +59,15 @@ def test_small_training_run_writes_an_artifact_with_metrics(tmp_path, data_dir):
     assert log["train_examples"] == 96 and len(log["epochs"]) == 1
     assert 0.0 <= metrics["test"]["macro_f1"] <= 1.0
     assert set(json.loads((tmp_path / "thresholds.json").read_text())) == set(GOEMOTIONS_LABELS)
+
+
+def test_readme_quotes_the_committed_metrics():
+    readme = (MODELS_DIR.parent / "README.md").read_text()
+    metrics = json.loads((COMMITTED / METRICS).read_text())
+    for split in ("dev", "test"):
+        m = metrics[split]
+        row = (
+            f"| {split} | {m['macro_f1']:.3f} | {m['micro_f1']:.3f} | {m['views']['ekman']['macro_f1']:.3f} "
+            f"| {m['views']['sentiment']['macro_f1']:.3f} |"
+        )
+        assert row in readme

@@ -24,11 +24,11 @@ def test_flags_override_environment_which_overrides_defaults():
     assert settings.listen == Settings().listen
 
 
-def test_list_and_bool_environment_values():
-    env = {"EMOTIONAWARE_MODELS": "goemotions, other", "EMOTIONAWARE_LOG_REQUEST_TEXT": "yes"}
+def test_list_and_float_environment_values():
+    env = {"EMOTIONAWARE_MODELS": "goemotions, other", "EMOTIONAWARE_HEALTH_POLL_S": "0.5"}
     settings = load_settings([], env)
     assert settings.models == ("goemotions", "other")
-    assert settings.log_request_text is True
+    assert settings.health_poll_s == 0.5
 
 
 def test_settings_are_frozen():
