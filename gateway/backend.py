@@ -74,9 +74,9 @@ class TritonBackend:
                 model_version=version,
                 inputs=inputs,
                 outputs=[InferRequestedOutput("logits")],
+                # The caller's remaining deadline becomes the gRPC deadline to Triton, whose
+                # gRPC front end cancels the request when it expires.
                 client_timeout=timeout_s,
-                # Triton drops the request from its queue once the caller's deadline is gone.
-                timeout=max(1, int(timeout_s * 1e6)),
             )
         except InferenceServerException as exc:
             raise translate(exc) from exc
