@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -13,7 +14,7 @@ import grpc
 
 from emotionaware.artifact import ProblemType
 from emotionaware.v1 import emotion_pb2, emotion_pb2_grpc
-from gateway.errors import DeadlineExceeded, GatewayError, to_status
+from gateway.errors import DeadlineExceeded, GatewayError, InternalError, to_status
 from gateway.metrics import LATENCY, REQUESTS
 from gateway.service import EmotionService
 from gateway.types import ClassifyInput, ClassifyResult
@@ -54,10 +55,12 @@ def rpc(method: str) -> Callable:
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise
-            except Exception:
-                # The traceback goes to the log; the client gets a fixed message, never details.
-                log.exception("unhandled error in %s", method)
-                code, message = to_status(Exception())
+            except Exception as exc:
+                # The log gets the type and the stack, not the message (it could quote request
+                # text); the client gets a fixed message.
+                stack = "".join(traceback.format_tb(exc.__traceback__))
+                log.error("unhandled %s in %s:\n%s", type(exc).__name__, method, stack)
+                code, message = to_status(InternalError())
                 await context.abort(code, message)
             finally:
                 REQUESTS.labels(method, code.name).inc()

@@ -121,3 +121,15 @@ async def test_reflection_lists_the_public_service(channel):
         names = {s.name for s in reply.list_services_response.service}
         break
     assert {"emotionaware.v1.EmotionService", "grpc.health.v1.Health"} <= names
+
+
+async def test_request_text_never_reaches_the_log(stub, backend, caplog):
+    secret = "my private diary entry about Alice"
+    backend.error = RuntimeError(f"backend choked on {secret}")
+    with caplog.at_level("DEBUG"):
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.Classify(emotion_pb2.ClassifyRequest(text=secret), timeout=5)
+        backend.error = None
+        await stub.Classify(emotion_pb2.ClassifyRequest(text=secret), timeout=5)
+    assert "RuntimeError" in caplog.text  # the failure is logged, without its message
+    assert secret not in caplog.text
