@@ -1,11 +1,14 @@
 """The generated model repository: configs valid for Triton and consistent with the ONNX graph."""
 
+import asyncio
 import json
+import time
 
 import numpy as np
 import onnx
 import pytest
 import tritonclient.grpc as triton_grpc
+import tritonclient.grpc.aio as triton_aio
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
@@ -102,10 +105,6 @@ def batch_stats(client):
 
 
 async def test_dynamic_batcher_combines_requests_of_different_lengths(triton):
-    import asyncio
-
-    import tritonclient.grpc.aio as triton_aio
-
     sync_client = triton_grpc.InferenceServerClient(triton.grpc_url)
     inferences_before, executions_before = batch_stats(sync_client)
     client = triton_aio.InferenceServerClient(triton.grpc_url)
@@ -121,8 +120,14 @@ async def test_dynamic_batcher_combines_requests_of_different_lengths(triton):
     finally:
         await client.close()
     assert all(r.as_numpy("logits").shape == (1, 28) for r in results)
-    inferences, executions = batch_stats(sync_client)
-    inferences -= inferences_before
-    executions -= executions_before
+    # Statistics are recorded after each response is sent: wait for the last ones to land.
+    deadline = time.monotonic() + 10
+    while True:
+        inferences, executions = batch_stats(sync_client)
+        inferences -= inferences_before
+        executions -= executions_before
+        if inferences >= 64 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
     assert inferences == 64
     assert executions < inferences / 2, f"{executions} executions for {inferences} inferences: no batching"
