@@ -56,6 +56,7 @@ class ArtifactManifest:
     labels: tuple[str, ...]
     problem_type: ProblemType
     max_length: int
+    dataset: str = ""  # training dataset (train/data.py loader name); selects export's quality checks
     pooling: str = "mean"
     dropout: float = 0.1
     # Base tensors not stored in weights.safetensors, with their sha256 over fp32 bytes,

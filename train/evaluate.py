@@ -55,7 +55,8 @@ def evaluate_goemotions(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> d
     }
     (model_dir / THRESHOLDS).write_text(
         json.dumps(
-            {label: round(float(t), 4) for label, t in zip(manifest.labels, thresholds, strict=True)},
+            # Full precision: the served thresholds must be exactly the evaluated ones.
+            {label: float(t) for label, t in zip(manifest.labels, thresholds, strict=True)},
             indent=2,
         )
         + "\n"

@@ -23,7 +23,10 @@ def tune_thresholds(probs: np.ndarray, targets: np.ndarray, floor: float = 0.02)
         precision, recall, cuts = precision_recall_curve(targets[:, j], probs[:, j])
         f1 = 2 * precision * recall / np.clip(precision + recall, 1e-12, None)
         best = int(np.argmax(f1[:-1]))  # the last point has no threshold
-        thresholds[j] = float(np.clip(cuts[best], floor, 1 - floor))
+        # Midway to the next lower dev score: the same dev decisions, but no dev example sits
+        # exactly on the threshold, so float rounding between stacks cannot flip it.
+        lower = cuts[best - 1] if best > 0 else 0.0
+        thresholds[j] = float(np.clip((cuts[best] + lower) / 2, floor, 1 - floor))
     return thresholds
 
 

@@ -108,6 +108,7 @@ def train_goemotions(
     model.load_state_dict(best_state)
     manifest = ArtifactManifest(
         name=config.name,
+        dataset=config.dataset,
         base=config.base,
         labels=data.labels,
         problem_type=config.problem_type,
