@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-done
 MODEL  ?= goemotions
-MODELS ?= goemotions
+MODELS ?=
 DATA_DIR ?= ../shared/data
 PROTO_SRC := $(wildcard proto/emotionaware/v1/*.proto)
 PROTO_OUT := emotionaware/v1/emotion_pb2.py
@@ -42,7 +42,7 @@ train: $(STAMP) ## fine-tune MODEL from train/configs/$(MODEL).toml into models/
 eval: $(STAMP) ## recompute models/$(MODEL)/metrics.json from the committed artifact
 	$(VENV)/bin/emotionaware-eval --model $(MODEL) --data-dir $(DATA_DIR)
 
-export: $(STAMP) proto ## export every shipped model to ONNX into model_repository/ (parity-checked)
+export: $(STAMP) proto ## every shipped model -> ONNX fp32/int8/fp16, parity-checked, into model_repository{,_gpu}/
 	$(VENV)/bin/emotionaware-export $(MODELS) --data-dir $(DATA_DIR)
 
 export-if-stale: $(STAMP) proto
@@ -76,3 +76,4 @@ constraints: $(STAMP) ## re-pin constraints.txt from the current venv
 clean: ## remove generated files (venv kept)
 	rm -rf emotionaware/v1 build .pytest_cache .ruff_cache
 	find model_repository -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+	rm -rf model_repository_gpu

@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 class Backend(Protocol):
     """Runs a model on token ids and reports readiness."""
 
-    async def infer(self, model: str, version: str, input_ids: np.ndarray, timeout_s: float) -> ModelOutput:
-        """Logits for one sequence of token ids (shape (tokens,), int64)."""
+    async def infer(
+        self, model: str, version: str, inputs: dict[str, np.ndarray], timeout_s: float
+    ) -> ModelOutput:
+        """Logits for one sequence: ``inputs`` maps each model input name to int64 (1, tokens)."""
         ...
 
     async def is_ready(self, models: tuple[str, ...]) -> bool:
@@ -60,19 +62,19 @@ class TritonBackend:
         ]
         self._client = triton_aio.InferenceServerClient(url=url, channel_args=channel_args)
 
-    async def infer(self, model: str, version: str, input_ids: np.ndarray, timeout_s: float) -> ModelOutput:
-        ids = input_ids.reshape(1, -1)
-        inputs = [
-            InferInput("input_ids", list(ids.shape), "INT64"),
-            InferInput("attention_mask", list(ids.shape), "INT64"),
-        ]
-        inputs[0].set_data_from_numpy(ids)
-        inputs[1].set_data_from_numpy(np.ones_like(ids))
+    async def infer(
+        self, model: str, version: str, inputs: dict[str, np.ndarray], timeout_s: float
+    ) -> ModelOutput:
+        tensors = []
+        for name, array in inputs.items():
+            tensor = InferInput(name, list(array.shape), "INT64")
+            tensor.set_data_from_numpy(array)
+            tensors.append(tensor)
         try:
             result = await self._client.infer(
                 model_name=model,
                 model_version=version,
-                inputs=inputs,
+                inputs=tensors,
                 outputs=[InferRequestedOutput("logits")],
                 # The caller's remaining deadline becomes the gRPC deadline to Triton, whose
                 # gRPC front end cancels the request when it expires.

@@ -28,6 +28,7 @@ class ModelSpec:
     thresholds: np.ndarray  # float32, shape (labels,)
     max_tokens: int
     tokenizer: TextTokenizer
+    input_names: tuple[str, ...] = ("input_ids", "attention_mask")
 
 
 def latest_version(model_dir: Path) -> Path:
@@ -50,6 +51,7 @@ def load_model_spec(repository: Path, name: str) -> ModelSpec:
         thresholds=thresholds,
         max_tokens=int(meta["max_length"]),
         tokenizer=TextTokenizer(version_dir / "tokenizer.json", int(meta["max_length"])),
+        input_names=tuple(meta.get("input_names", ("input_ids", "attention_mask"))),
     )
 
 
@@ -64,7 +66,14 @@ class ModelRegistry:
 
     @classmethod
     def load(cls, repository: Path, names: tuple[str, ...], default: str) -> ModelRegistry:
+        """Load ``names`` from the repository, or every model in it when ``names`` is empty."""
+        if not names:
+            names = tuple(sorted(p.parent.name for p in Path(repository).glob("*/config.pbtxt")))
         return cls({name: load_model_spec(repository, name) for name in names}, default)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._specs)
 
     def resolve(self, name: str) -> ModelSpec:
         spec = self._specs.get(name or self.default)

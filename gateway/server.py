@@ -71,7 +71,7 @@ class GatewayServer:
         log.info(
             "gateway listening on port %d, models %s, triton %s",
             port,
-            ",".join(self.settings.models),
+            ",".join(self.registry.names),
             self.settings.triton_url,
         )
         return port
@@ -91,7 +91,7 @@ class GatewayServer:
     async def _watch_readiness(self) -> None:
         """SERVING only while Triton and every routed model are ready; flips back when not."""
         while True:
-            await self._set_serving(await self.backend.is_ready(self.settings.models))
+            await self._set_serving(await self.backend.is_ready(self.registry.names))
             await asyncio.sleep(self.settings.health_poll_s)
 
     async def stop(self) -> None:

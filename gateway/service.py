@@ -40,7 +40,9 @@ class EmotionService:
         TOKENS.observe(tokens.token_count)
         if tokens.truncated:
             TRUNCATED.labels(spec.name).inc()
-        output = await self.backend.infer(spec.name, spec.version, tokens.input_ids, timeout_s)
+        output = await self.backend.infer(
+            spec.name, spec.version, tokens.model_inputs(spec.input_names), timeout_s
+        )
         inferred = time.perf_counter()
         STAGE_LATENCY.labels("infer").observe(inferred - tokenized)
         scores, predicted = label_scores(spec, output.logits)

@@ -23,7 +23,7 @@ class Settings:
     listen: str = "127.0.0.1:50051"
     triton_url: str = "127.0.0.1:8001"
     model_repository: Path = DEFAULT_MODEL_REPOSITORY
-    models: tuple[str, ...] = ("goemotions",)
+    models: tuple[str, ...] = ()  # empty: every model in the model repository
     default_model: str = "goemotions"
     max_text_chars: int = 10_000
     default_timeout_s: float = 10.0
@@ -35,7 +35,7 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
-        if self.default_model not in self.models:
+        if self.models and self.default_model not in self.models:
             raise ValueError(f"default model {self.default_model!r} is not among served models {self.models}")
         if self.max_text_chars < 1 or self.default_timeout_s <= 0 or self.max_message_bytes < 1024:
             raise ValueError("max_text_chars, default_timeout_s and max_message_bytes must be positive")
@@ -45,7 +45,7 @@ _HELP = {
     "listen": "host:port the gRPC server binds (0.0.0.0:50051 in containers)",
     "triton_url": "Triton gRPC endpoint host:port",
     "model_repository": "Triton model repository holding each model's tokenizer, labels and metadata",
-    "models": "comma-separated model names to serve",
+    "models": "comma-separated model names to serve (empty: every model in the repository)",
     "default_model": "model used when a request names none",
     "max_text_chars": "longest accepted text, in characters",
     "default_timeout_s": "deadline applied when a client sends none, in seconds",

@@ -25,6 +25,16 @@ class TokenizedText:
     token_count: int  # tokens of the full text, special tokens included
     truncated: bool
 
+    def model_inputs(self, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """The tensors a model takes, each int64 (1, tokens); one unpadded segment."""
+        ids = self.input_ids.reshape(1, -1)
+        available = {
+            "input_ids": ids,
+            "attention_mask": np.ones_like(ids),
+            "token_type_ids": np.zeros_like(ids),
+        }
+        return {name: available[name] for name in names}
+
 
 @dataclass(frozen=True)
 class LabelScore:

@@ -5,10 +5,14 @@ Runtime runs inside ``execute``. Inputs are ragged (``allow_ragged_batch``): Tri
 batcher hands over requests of different token lengths together and this model pads them
 into one tensor, runs the graph once and splits the logits back per request.
 
+Inputs are those of ``config.pbtxt`` (``input_ids``, ``attention_mask`` and, for models that
+use them, ``token_type_ids``), all INT64 [batch, tokens]; the output is ``logits`` FP32.
+
 Parameters (``config.pbtxt``):
   onnx_file          graph file in the version folder (default model.onnx)
   intra_op_threads   ONNX Runtime intra-op threads (0 = one per physical core)
-  pad_token_id       id used for padding (default 0)
+  pad_token_id       id used to pad input_ids (default 0)
+  max_positions      longest accepted sequence (default 512)
 """
 
 import json
@@ -35,44 +39,44 @@ class TritonPythonModel:
             options,
             providers=["CPUExecutionProvider"],
         )
-        self.pad_id = int(params.get("pad_token_id", "0"))
+        self.input_names = [i["name"] for i in config["input"]]
+        self.pad_values = {name: 0 for name in self.input_names}
+        self.pad_values["input_ids"] = int(params.get("pad_token_id", "0"))
         self.max_positions = int(params.get("max_positions", "512"))
 
-    def _check(self, ids, mask):
-        if ids.ndim != 2 or ids.shape != mask.shape:
-            return (
-                f"input_ids {list(ids.shape)} and attention_mask {list(mask.shape)} must be equal 2-D shapes"
-            )
-        if ids.shape[1] == 0 or ids.shape[1] > self.max_positions:
-            return f"sequence length must be 1..{self.max_positions}, got {ids.shape[1]}"
+    def _check(self, tensors):
+        shapes = {name: list(t.shape) for name, t in tensors.items()}
+        first = tensors["input_ids"]
+        if first.ndim != 2 or any(t.shape != first.shape for t in tensors.values()):
+            return f"inputs must be equal 2-D shapes, got {shapes}"
+        if first.shape[1] == 0 or first.shape[1] > self.max_positions:
+            return f"sequence length must be 1..{self.max_positions}, got {first.shape[1]}"
         return None
 
     def execute(self, requests):
         responses = [None] * len(requests)
-        accepted = []  # (request index, ids, mask)
+        accepted = []  # (request index, {input name: array})
         for i, request in enumerate(requests):
-            ids = pb_utils.get_input_tensor_by_name(request, "input_ids").as_numpy()
-            mask = pb_utils.get_input_tensor_by_name(request, "attention_mask").as_numpy()
-            problem = self._check(ids, mask)
+            tensors = {n: pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.input_names}
+            problem = self._check(tensors)
             if problem:
                 responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(problem))
             else:
-                accepted.append((i, ids, mask))
+                accepted.append((i, tensors))
         if accepted:
-            rows = sum(ids.shape[0] for _, ids, _ in accepted)
-            width = max(ids.shape[1] for _, ids, _ in accepted)
-            batch_ids = np.full((rows, width), self.pad_id, dtype=np.int64)
-            batch_mask = np.zeros((rows, width), dtype=np.int64)
+            rows = sum(t["input_ids"].shape[0] for _, t in accepted)
+            width = max(t["input_ids"].shape[1] for _, t in accepted)
+            batch = {n: np.full((rows, width), self.pad_values[n], dtype=np.int64) for n in self.input_names}
             row = 0
-            for _, ids, mask in accepted:
-                n, length = ids.shape
-                batch_ids[row : row + n, :length] = ids
-                batch_mask[row : row + n, :length] = mask
+            for _, tensors in accepted:
+                n, length = tensors["input_ids"].shape
+                for name, array in tensors.items():
+                    batch[name][row : row + n, :length] = array
                 row += n
-            logits = self.session.run(["logits"], {"input_ids": batch_ids, "attention_mask": batch_mask})[0]
+            logits = self.session.run(["logits"], batch)[0]
             row = 0
-            for i, ids, _ in accepted:
-                n = ids.shape[0]
+            for i, tensors in accepted:
+                n = tensors["input_ids"].shape[0]
                 out = pb_utils.Tensor("logits", logits[row : row + n].astype(np.float32))
                 responses[i] = pb_utils.InferenceResponse(output_tensors=[out])
                 row += n

@@ -19,7 +19,8 @@ class ScriptedBackend:
         self.error: Exception | None = None
         self.calls: list[tuple[str, str, int, float]] = []
 
-    async def infer(self, model, version, input_ids, timeout_s):
+    async def infer(self, model, version, inputs, timeout_s):
+        input_ids = inputs["input_ids"][0]
         self.calls.append((model, version, len(input_ids), timeout_s))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)

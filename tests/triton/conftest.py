@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -12,10 +12,12 @@ import pytest
 
 from emotionaware.tritonserver import TritonServer
 from emotionaware.v1 import emotion_pb2_grpc
-from export.cli import export_model
-from export.triton_repo import ServingOptions
+from export.cli import MODELS_DIR, export_source
+from export.source import from_artifact, from_hf_checkpoint
+from export.triton_repo import CpuOptions
 from gateway.server import GatewayServer
 from gateway.settings import Settings
+from tests.helpers import make_user_checkpoint
 
 
 def group_alive(pgid: int) -> bool:
@@ -26,12 +28,42 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Exports:
+    repo: Path
+    gpu_repo: Path
+    checkpoint: Path
+
+
 @pytest.fixture(scope="session")
-def exported_repo(tmp_path_factory, data_dir) -> Path:
-    """Export the committed artifact (with a parity check on a dev slice) into a fresh repository."""
-    repo = tmp_path_factory.mktemp("model_repository")
-    export_model("goemotions", repo, data_dir, parity_count=128, options=ServingOptions(intra_op_threads=2))
-    return repo
+def exports(tmp_path_factory, data_dir) -> Exports:
+    """Export the committed artifact and a user checkpoint (parity-checked) into fresh repositories."""
+    root = tmp_path_factory.mktemp("exports")
+    repo, gpu_repo = root / "model_repository", root / "model_repository_gpu"
+    checkpoint = make_user_checkpoint(root / "user-checkpoint")
+    export_source(
+        from_artifact(MODELS_DIR / "goemotions"),
+        repo,
+        gpu_repo,
+        data_dir,
+        parity_texts=128,
+        cpu=CpuOptions(intra_op_threads=2),
+    )
+    # The user model is served in fp32: its scores do not depend on what it is batched with.
+    export_source(
+        from_hf_checkpoint(checkpoint, "tiny-user-model"),
+        repo,
+        gpu_repo,
+        data_dir,
+        parity_texts=128,
+        cpu=CpuOptions(intra_op_threads=2, served_graph="fp32"),
+    )
+    return Exports(repo, gpu_repo, checkpoint)
+
+
+@pytest.fixture(scope="session")
+def exported_repo(exports) -> Path:
+    return exports.repo
 
 
 @pytest.fixture(scope="session")

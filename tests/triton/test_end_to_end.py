@@ -92,3 +92,17 @@ async def test_without_triton_the_gateway_is_not_serving_and_answers_unavailable
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         await server.stop()
+
+
+async def test_a_user_checkpoint_is_served_without_code_changes(stub):
+    """The exported Hugging Face checkpoint (single-label: softmax) answers through the same API."""
+    from tests.helpers import TINY_LABELS
+
+    reply = await stub.Classify(
+        emotion_pb2.ClassifyRequest(text="hello there", model="tiny-user-model"), timeout=10
+    )
+    assert reply.model == "tiny-user-model" and reply.model_version == "1"
+    assert reply.score_type == emotion_pb2.SCORE_TYPE_SOFTMAX
+    assert sorted(s.label for s in reply.scores) == sorted(TINY_LABELS)
+    assert abs(sum(s.score for s in reply.scores) - 1.0) < 1e-5
+    assert list(reply.predicted) == [reply.scores[0].label]

@@ -38,7 +38,7 @@ def test_settings_are_frozen():
 
 @pytest.mark.parametrize(
     ("argv", "env"),
-    [(["--default-model", "missing"], {}), ([], {"EMOTIONAWARE_MAX_TEXT_CHARS": "many"})],
+    [(["--models", "a,b", "--default-model", "missing"], {}), ([], {"EMOTIONAWARE_MAX_TEXT_CHARS": "many"})],
 )
 def test_invalid_settings_exit_with_a_message(argv, env, capsys):
     with pytest.raises(SystemExit):

@@ -1,0 +1,219 @@
+"""Parity checks run by every export: each ONNX variant against its reference, on real text.
+
+- fp32 ONNX (after ONNX Runtime's fusions) vs PyTorch: max absolute logit difference <= 1e-4.
+- int8 vs fp32: predicted-label agreement >= 99% and, where the training data's dev split is
+  known, a headline-metric drop of at most 0.5 points on the whole dev split.
+- fp16 vs fp32 (run on the CPU here): predicted-label agreement >= 99%.
+
+"Predicted-label agreement" is, for multi-label models, the share of (text, label) decisions
+that agree at the model's thresholds, and for single-label models the share of texts with the
+same top label. The share of texts whose whole predicted set agrees is reported too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from emotionaware.artifact import ProblemType
+from export.onnx_export import onnx_logits, session, torch_logits
+from export.source import ExportSource
+from gateway.tokenization import TextTokenizer
+from train.data import DEFAULT_DATA_DIR, load_goemotions
+from train.metrics import tune_thresholds
+from train.predict import to_scores
+
+log = logging.getLogger(__name__)
+
+FP32_MAX_ABS_DIFF = 1e-4
+MIN_AGREEMENT = 0.99
+MAX_METRIC_DROP = 0.005
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: float
+    limit: float
+    at_most: bool  # True: value <= limit passes; False: value >= limit passes
+
+    @property
+    def passed(self) -> bool:
+        return self.value <= self.limit if self.at_most else self.value >= self.limit
+
+
+@dataclass
+class ParityReport:
+    texts: int
+    checks: list[Check] = field(default_factory=list)
+    info: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def to_dict(self) -> dict:
+        return {
+            "texts": self.texts,
+            "ok": self.ok,
+            "checks": [{**asdict(c), "passed": c.passed} for c in self.checks],
+            "info": self.info,
+        }
+
+    def table(self) -> str:
+        lines = [f"parity on {self.texts} real dev texts:"]
+        for c in self.checks:
+            op = "<=" if c.at_most else ">="
+            lines.append(f"  {'ok  ' if c.passed else 'FAIL'} {c.name:<42} {c.value:.6g} {op} {c.limit:g}")
+        lines += [f"       {k:<42} {v:.6g}" for k, v in self.info.items()]
+        return "\n".join(lines)
+
+
+def decisions(logits: np.ndarray, problem_type: ProblemType, thresholds: np.ndarray) -> np.ndarray:
+    scores = to_scores(logits, problem_type)
+    if problem_type is ProblemType.MULTI_LABEL:
+        return scores >= thresholds
+    return np.eye(scores.shape[1], dtype=bool)[scores.argmax(axis=1)]
+
+
+def agreement(a: np.ndarray, b: np.ndarray, problem_type: ProblemType) -> tuple[float, float]:
+    """(label agreement as defined above, whole-set agreement)."""
+    sets = float((a == b).all(axis=1).mean())
+    labels = float((a == b).mean()) if problem_type is ProblemType.MULTI_LABEL else sets
+    return labels, sets
+
+
+@dataclass(frozen=True)
+class LabelledSplit:
+    texts: list[str]
+    targets: np.ndarray  # multi-hot (n, labels)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A model's headline metric and the labelled splits it is measured on."""
+
+    name: str
+    dev: LabelledSplit
+    test: LabelledSplit
+    score: Callable[[np.ndarray, np.ndarray], float]  # (targets, decisions) -> metric
+
+
+def macro_f1(targets: np.ndarray, predicted: np.ndarray) -> float:
+    return float(f1_score(targets, predicted.astype(int), average="macro", zero_division=0))
+
+
+def goemotions_headline(data_dir: Path) -> Headline:
+    data = load_goemotions(data_dir)
+
+    def split(examples: list) -> LabelledSplit:
+        targets = np.zeros((len(examples), len(data.labels)), dtype=int)
+        for row, example in enumerate(examples):
+            targets[row, list(example.labels)] = 1
+        return LabelledSplit([e.text for e in examples], targets)
+
+    return Headline("macro-F1", split(data.dev), split(data.test), macro_f1)
+
+
+HEADLINES: dict[str, Callable[[Path], Headline]] = {"goemotions": goemotions_headline}
+
+
+def sample_texts(data_dir: Path, count: int) -> list[str]:
+    """Real texts of varied length: every k-th GoEmotions dev text by length.
+
+    Parity needs real token sequences, not labels, so any model is checked on these.
+    """
+    dev = sorted((e.text for e in load_goemotions(data_dir).dev), key=len)
+    step = max(1, len(dev) // count)
+    return dev[::step][:count]
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    report: ParityReport
+    # Decision thresholds of each graph. Dynamic int8 shifts sigmoid scores slightly, so with a
+    # known dev split the int8 graph gets its own dev-tuned thresholds (measured on GoEmotions:
+    # dev macro-F1 -1.0 point at the fp32 thresholds, -0.0 with its own; test +0.3).
+    thresholds: dict[str, tuple[float, ...]]
+
+
+def check_parity(
+    source: ExportSource, graphs: dict[str, Path], data_dir: Path = DEFAULT_DATA_DIR, count: int = 512
+) -> ParityResult:
+    """Run every check for the variants in ``graphs`` (keys fp32, int8, fp16)."""
+    tokenizer = TextTokenizer(source.tokenizer_json, source.max_length)
+    encode = lambda texts: [tokenizer.encode(t).input_ids.tolist() for t in texts]  # noqa: E731
+    token_ids = encode(sample_texts(data_dir, count))
+    report = ParityReport(texts=len(token_ids))
+    thresholds = {variant: tuple(source.thresholds) for variant in graphs}
+    sessions = {variant: session(path) for variant, path in graphs.items()}
+
+    drop: Check | None = None
+    headline = HEADLINES[source.dataset](data_dir) if source.dataset in HEADLINES else None
+    if headline is not None and "int8" in sessions:
+        dev_ids, test_ids = encode(headline.dev.texts), encode(headline.test.texts)
+        metric: dict[str, dict[str, float]] = {}
+        seconds: dict[str, float] = {}
+        for variant in ("fp32", "int8"):
+            started = time.perf_counter()
+            dev_logits = onnx_logits(sessions[variant], dev_ids, source.pad_token_id)
+            seconds[variant] = time.perf_counter() - started
+            if variant == "int8" and source.problem_type is ProblemType.MULTI_LABEL:
+                at_fp32 = decisions(dev_logits, source.problem_type, np.asarray(thresholds["fp32"]))
+                report.info[f"int8 dev {headline.name} at the fp32 thresholds"] = headline.score(
+                    headline.dev.targets, at_fp32
+                )
+                tuned = tune_thresholds(to_scores(dev_logits, source.problem_type), headline.dev.targets)
+                thresholds[variant] = tuple(float(t) for t in tuned)
+            limits = np.asarray(thresholds[variant])
+            test_logits = onnx_logits(sessions[variant], test_ids, source.pad_token_id)
+            metric[variant] = {
+                "dev": headline.score(
+                    headline.dev.targets, decisions(dev_logits, source.problem_type, limits)
+                ),
+                "test": headline.score(
+                    headline.test.targets, decisions(test_logits, source.problem_type, limits)
+                ),
+            }
+            for split, value in metric[variant].items():
+                report.info[f"{variant} {split} {headline.name}"] = value
+        # Same thread count, same length-sorted batches of 64: a like-for-like speed ratio.
+        report.info["int8 speed-up over fp32 (dev split, batches of 64)"] = seconds["fp32"] / seconds["int8"]
+        drop = Check(
+            f"int8 vs fp32: dev {headline.name} drop",
+            metric["fp32"]["dev"] - metric["int8"]["dev"],
+            MAX_METRIC_DROP,
+            at_most=True,
+        )
+
+    reference = torch_logits(source.model, source.input_names, token_ids, source.pad_token_id)
+    logits = {variant: onnx_logits(s, token_ids, source.pad_token_id) for variant, s in sessions.items()}
+    report.checks.append(
+        Check(
+            "fp32 ONNX vs PyTorch: max |logit diff|",
+            float(np.abs(logits["fp32"] - reference).max()),
+            FP32_MAX_ABS_DIFF,
+            at_most=True,
+        ),
+    )
+    fp32_decisions = decisions(logits["fp32"], source.problem_type, np.asarray(thresholds["fp32"]))
+    for variant in ("int8", "fp16"):
+        if variant not in logits:
+            continue
+        ours = decisions(logits[variant], source.problem_type, np.asarray(thresholds[variant]))
+        labels, sets = agreement(ours, fp32_decisions, source.problem_type)
+        report.checks.append(
+            Check(f"{variant} vs fp32: predicted-label agreement", labels, MIN_AGREEMENT, False)
+        )
+        report.info[f"{variant} vs fp32: whole predicted set agreement"] = sets
+        report.info[f"{variant} vs fp32: max |logit diff|"] = float(
+            np.abs(logits[variant] - logits["fp32"]).max()
+        )
+    report.checks += [drop] if drop else []
+    return ParityResult(report, thresholds)
