@@ -63,7 +63,7 @@ def quantize_int8(src: Path, dst: Path) -> None:
     Measured on GoEmotions dev: per-tensor weights cost 1.3 macro-F1 points, per-channel
     1.0 at the fp32 thresholds and none with the graph's own dev-tuned thresholds (see
     export/parity.py); keeping the FFN MatMuls in fp32 gained nothing once thresholds were
-    re-tuned and lost a third of the 2.2x speed-up.
+    re-tuned and cost about a third of the speed-up.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
