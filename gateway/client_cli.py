@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 from google.protobuf.json_format import MessageToDict
@@ -41,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=10.0, help="deadline in seconds (default: %(default)s)"
     )
+    parser.add_argument("--tls", action="store_true", help="use TLS (the system's CA certificates)")
+    parser.add_argument("--ca-file", type=Path, help="use TLS, trusting this PEM CA certificate")
     sub = parser.add_subparsers(dest="command", required=True)
     classify = sub.add_parser("classify", help="classify one text")
     classify.add_argument("text")
@@ -50,7 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("health", help="print the gateway's gRPC health status")
     args = parser.parse_args(argv)
 
-    with grpc.insecure_channel(args.target) as channel:
+    if args.tls or args.ca_file:
+        roots = args.ca_file.read_bytes() if args.ca_file else None
+        channel = grpc.secure_channel(args.target, grpc.ssl_channel_credentials(root_certificates=roots))
+    else:
+        channel = grpc.insecure_channel(args.target)
+    with channel:
         try:
             if args.command == "health":
                 reply = health_pb2_grpc.HealthStub(channel).Check(

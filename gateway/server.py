@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -40,6 +41,8 @@ class GatewayServer:
         )
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
+        self.health_port: int | None = None
         self._watcher: asyncio.Task | None = None
         self._serving: bool | None = None
 
@@ -61,12 +64,15 @@ class GatewayServer:
             ),
             server,
         )
-        port = server.add_insecure_port(self.settings.listen)
-        if port == 0:
-            raise RuntimeError(f"could not bind {self.settings.listen}")
+        port = self._bind(server, self.settings.listen, tls=bool(self.settings.tls_cert_file))
         await self._set_serving(False)
         await server.start()
         self._server = server
+        if self.settings.health_listen:
+            self._health_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
+            self.health_port = self._bind(self._health_server, self.settings.health_listen, tls=False)
+            await self._health_server.start()
         self._watcher = asyncio.create_task(self._watch_readiness())
         log.info(
             "gateway listening on port %d, models %s, triton %s",
@@ -74,6 +80,17 @@ class GatewayServer:
             ",".join(self.registry.names),
             self.settings.triton_url,
         )
+        return port
+
+    def _bind(self, server: grpc.aio.Server, address: str, tls: bool) -> int:
+        if tls:
+            key = Path(self.settings.tls_key_file).read_bytes()
+            chain = Path(self.settings.tls_cert_file).read_bytes()
+            port = server.add_secure_port(address, grpc.ssl_server_credentials([(key, chain)]))
+        else:
+            port = server.add_insecure_port(address)
+        if port == 0:
+            raise RuntimeError(f"could not bind {address}")
         return port
 
     async def _set_serving(self, serving: bool) -> None:
@@ -103,6 +120,8 @@ class GatewayServer:
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(self.settings.shutdown_grace_s)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         await self.backend.close()
 
 

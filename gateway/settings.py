@@ -21,6 +21,12 @@ class Settings:
     """Gateway configuration (see ``emotionaware-gateway --help`` for each field)."""
 
     listen: str = "127.0.0.1:50051"
+    # TLS for the public port: PEM files (both or neither); empty serves plaintext.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # Extra plaintext port serving only grpc.health.v1 (for kubelet probes, which cannot speak
+    # TLS); empty: none.
+    health_listen: str = ""
     triton_url: str = "127.0.0.1:8001"
     model_repository: Path = DEFAULT_MODEL_REPOSITORY
     models: tuple[str, ...] = ()  # empty: every model in the model repository
@@ -35,6 +41,8 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file must be given together")
         if self.models and self.default_model not in self.models:
             raise ValueError(f"default model {self.default_model!r} is not among served models {self.models}")
         if self.max_text_chars < 1 or self.default_timeout_s <= 0 or self.max_message_bytes < 1024:
@@ -43,6 +51,9 @@ class Settings:
 
 _HELP = {
     "listen": "host:port the gRPC server binds (0.0.0.0:50051 in containers)",
+    "tls_cert_file": "PEM certificate chain for TLS on the listen port (with --tls-key-file)",
+    "tls_key_file": "PEM private key for TLS on the listen port",
+    "health_listen": "host:port of an extra plaintext port with only grpc.health.v1 (for probes)",
     "triton_url": "Triton gRPC endpoint host:port",
     "model_repository": "Triton model repository holding each model's tokenizer, labels and metadata",
     "models": "comma-separated model names to serve (empty: every model in the repository)",
