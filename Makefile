@@ -10,14 +10,17 @@ STAMP  := $(VENV)/.setup-done
 MODEL  ?= goemotions
 MODELS ?=
 DATA_DIR ?= ../shared/data
+IMAGE_PREFIX ?= ghcr.io/emotionaware
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 PROTO_SRC := $(wildcard proto/emotionaware/v1/*.proto)
 PROTO_OUT := emotionaware/v1/emotion_pb2.py
+HELM := .tools/helm
 # Offline machine: the base encoder and everything else come from the package registry only.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export EMOTIONAWARE_DATA_DIR := $(abspath $(DATA_DIR))
 
-.PHONY: help setup proto train eval export export-if-stale serve test test-fast lint format perf constraints clean
+.PHONY: help setup proto train eval export export-if-stale serve test test-fast lint format perf helm-check images constraints clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,7 +54,7 @@ export-if-stale: $(STAMP) proto
 serve: export-if-stale ## run Triton + the gateway on CPU (gRPC on 127.0.0.1:50051) until Ctrl-C
 	$(VENV)/bin/emotionaware-serve
 
-test: lint ## the whole suite: unit, in-process gRPC, real Triton (what CI runs)
+test: lint $(HELM) ## the whole suite: unit, in-process gRPC, real Triton, Helm chart (what CI runs)
 	$(PY) -m pytest
 
 test-fast: $(STAMP) proto ## unit and in-process gRPC tiers only
@@ -64,6 +67,16 @@ lint: $(STAMP) proto ## ruff lint and format check
 format: $(STAMP) ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+$(HELM): scripts/fetch-helm.sh | $(STAMP)
+	bash scripts/fetch-helm.sh $@ $(PY)
+
+helm-check: $(HELM) proto ## helm lint --strict, render 4 value profiles, validate against Kubernetes 1.29
+	$(PY) -m pytest tests/helm
+
+images: export ## build the gateway and model-repository images (needs a Docker engine)
+	docker build -f docker/gateway.Dockerfile -t $(IMAGE_PREFIX)/gateway:$(VERSION) .
+	docker build -f docker/model-repository.Dockerfile -t $(IMAGE_PREFIX)/model-repository:$(VERSION) .
 
 perf: export-if-stale ## perf_analyzer against the real Triton with GoEmotions test lengths (table)
 	$(PY) -m bench.triton_perf --data-dir $(DATA_DIR)

@@ -195,6 +195,16 @@ def gpu_config(source: ExportSource, options: GpuOptions) -> mc.ModelConfig:
     return config
 
 
+def cpu_fallback_config(source: ExportSource, options: GpuOptions) -> mc.ModelConfig:
+    """``configs/cpu.pbtxt``: the same model on CPU nodes (``--model-config-name=cpu``), for dev clusters."""
+    config = gpu_config(source, options)
+    config.ClearField("optimization")
+    config.default_model_filename = GRAPH_FILES["fp32"]
+    del config.instance_group[:]
+    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
+    return config
+
+
 def plan_config(source: ExportSource, options: GpuOptions) -> mc.ModelConfig:
     """Config for a ``tensorrt_plan`` built by export/trt/build_plan.sh from model.onnx."""
     config = gpu_config(source, options)
@@ -291,4 +301,8 @@ def write_gpu(
     _write_common(model_dir, version_dir, source, metadata, report)
     (model_dir / "config.pbtxt").write_text(text_format.MessageToString(gpu_config(source, options)))
     (model_dir / PLAN_CONFIG).write_text(text_format.MessageToString(plan_config(source, options)))
+    (model_dir / "configs").mkdir(exist_ok=True)
+    (model_dir / "configs" / "cpu.pbtxt").write_text(
+        text_format.MessageToString(cpu_fallback_config(source, options))
+    )
     return version_dir

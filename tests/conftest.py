@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TIERS = {"unit": "unit", "grpc": "grpc", "triton": "triton", "pipeline": "slow"}
+TIERS = {"unit": "unit", "grpc": "grpc", "triton": "triton", "pipeline": "slow", "helm": "helm"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -83,6 +83,10 @@ def test_gpu_configs_are_valid_and_match_their_graphs(exports, name):
     assert_matches_graph(onnx_config, version_dir / "model.fp16.onnx")
     assert onnx_config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
     assert not any(i.allow_ragged_batch for i in onnx_config.input)  # callers pad to length buckets
+    cpu_fallback = load_config(exports.gpu_repo, name, "configs/cpu.pbtxt")
+    assert cpu_fallback.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    assert not cpu_fallback.HasField("optimization")
+    assert_matches_graph(cpu_fallback, version_dir / cpu_fallback.default_model_filename)
     policy = onnx_config.dynamic_batching.default_queue_policy
     assert policy.max_queue_size > 0 and policy.default_timeout_microseconds > 0
     assert policy.timeout_action == mc.ModelQueuePolicy.REJECT and policy.allow_timeout_override
