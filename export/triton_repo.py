@@ -241,6 +241,20 @@ def base_metadata(source: ExportSource, version: int, report: dict, thresholds: 
     }
 
 
+def _version_dir(repo: Path, source: ExportSource) -> tuple[Path, int]:
+    """The model folder's version folder for this source (created), and its number."""
+    version = next_version(repo / source.name, source.digest)
+    version_dir = repo / source.name / str(version)
+    version_dir.mkdir(parents=True, exist_ok=True)
+    return version_dir, version
+
+
+def _graph_entries(version_dir: Path, variants: tuple[str, ...]) -> dict:
+    return {
+        v: {"file": GRAPH_FILES[v], "sha256": sha256_file(version_dir / GRAPH_FILES[v])} for v in variants
+    }
+
+
 def write_cpu(
     repo: Path,
     source: ExportSource,
@@ -250,10 +264,8 @@ def write_cpu(
     thresholds: tuple[float, ...],
 ) -> Path:
     """Bundled flavour: the python backend serving the int8 (default) or fp32 graph with its thresholds."""
-    model_dir = repo / source.name
-    version = next_version(model_dir, source.digest)
-    version_dir = model_dir / str(version)
-    version_dir.mkdir(parents=True, exist_ok=True)
+    version_dir, version = _version_dir(repo, source)
+    model_dir = version_dir.parent
     served = options.served_graph
     for variant in ("fp32", served):
         shutil.copyfile(graphs[variant], version_dir / GRAPH_FILES[variant])
@@ -261,10 +273,7 @@ def write_cpu(
     metadata = base_metadata(source, version, report, thresholds) | {
         "flavour": "cpu-python-backend",
         "served_graph": served,
-        "graphs": {
-            v: {"file": GRAPH_FILES[v], "sha256": sha256_file(version_dir / GRAPH_FILES[v])}
-            for v in ("fp32", served)
-        },
+        "graphs": _graph_entries(version_dir, ("fp32", served)),
         "options": asdict(options),
     }
     _write_common(model_dir, version_dir, source, metadata, report)
@@ -282,20 +291,15 @@ def write_gpu(
     thresholds: tuple[float, ...],
 ) -> Path:
     """GPU flavour for NVIDIA's Triton container (onnxruntime backend with TensorRT)."""
-    model_dir = repo / source.name
-    version = next_version(model_dir, source.digest)
-    version_dir = model_dir / str(version)
-    version_dir.mkdir(parents=True, exist_ok=True)
+    version_dir, version = _version_dir(repo, source)
+    model_dir = version_dir.parent
     # TensorRT gets the plain exported graph (standard ops only); the CUDA provider the fused fp16 one.
     shutil.copyfile(graphs["fp32-plain"], version_dir / GRAPH_FILES["fp32"])
     shutil.copyfile(graphs["fp16"], version_dir / GRAPH_FILES["fp16"])
     metadata = base_metadata(source, version, report, thresholds) | {
         "flavour": f"gpu-onnxruntime-{options.accelerator}",
         "tensorrt_profile": tensorrt_profile(source, options),
-        "graphs": {
-            v: {"file": GRAPH_FILES[v], "sha256": sha256_file(version_dir / GRAPH_FILES[v])}
-            for v in ("fp32", "fp16")
-        },
+        "graphs": _graph_entries(version_dir, ("fp32", "fp16")),
         "options": asdict(options),
     }
     _write_common(model_dir, version_dir, source, metadata, report)
