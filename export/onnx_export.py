@@ -114,24 +114,3 @@ def onnx_logits(
             out = np.zeros((len(token_ids), logits.shape[1]), dtype=np.float32)
         out[index] = logits
     return out
-
-
-@torch.inference_mode()
-def torch_logits(
-    model: torch.nn.Module, input_names: Sequence[str], token_ids: Sequence[Sequence[int]], pad_id: int
-) -> np.ndarray:
-    """The PyTorch reference, on exactly the same padded batches."""
-    model.eval()
-    out: np.ndarray | None = None
-    for batch in inference_batches(token_ids, 64, pad_id):
-        feed = {
-            "input_ids": batch.input_ids,
-            "attention_mask": batch.attention_mask,
-            "token_type_ids": torch.zeros_like(batch.input_ids),
-        }
-        index = batch.index
-        logits = model(*(feed[n] for n in input_names)).float().numpy()
-        if out is None:
-            out = np.zeros((len(token_ids), logits.shape[1]), dtype=np.float32)
-        out[index] = logits
-    return out

@@ -22,12 +22,13 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from emotionaware.artifact import ProblemType
-from export.onnx_export import onnx_logits, session, torch_logits
+from emotionaware.scores import to_scores
+from export.onnx_export import onnx_logits, session
 from export.source import ExportSource
 from gateway.tokenization import TextTokenizer
 from train.data import DEFAULT_DATA_DIR, load_goemotions
 from train.metrics import tune_thresholds
-from train.predict import to_scores
+from train.predict import predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ def check_parity(
             at_most=True,
         )
 
-    reference = torch_logits(source.model, source.input_names, token_ids, source.pad_token_id)
+    reference = predict_logits(source.model, token_ids, source.pad_token_id, input_names=source.input_names)
     logits = {variant: onnx_logits(s, token_ids, source.pad_token_id) for variant, s in sessions.items()}
     report.checks.append(
         Check(

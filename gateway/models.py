@@ -18,6 +18,9 @@ from emotionaware.artifact import ProblemType
 from gateway.errors import ModelNotFound
 from gateway.tokenization import TextTokenizer
 
+# Inputs of a single-segment encoder without token types (what our artifacts export).
+DEFAULT_INPUTS = ("input_ids", "attention_mask")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -28,7 +31,7 @@ class ModelSpec:
     thresholds: np.ndarray  # float32, shape (labels,)
     max_tokens: int
     tokenizer: TextTokenizer
-    input_names: tuple[str, ...] = ("input_ids", "attention_mask")
+    input_names: tuple[str, ...] = DEFAULT_INPUTS
 
 
 def latest_version(model_dir: Path) -> Path:
@@ -51,7 +54,7 @@ def load_model_spec(repository: Path, name: str) -> ModelSpec:
         thresholds=thresholds,
         max_tokens=int(meta["max_length"]),
         tokenizer=TextTokenizer(version_dir / "tokenizer.json", int(meta["max_length"])),
-        input_names=tuple(meta.get("input_names", ("input_ids", "attention_mask"))),
+        input_names=tuple(meta.get("input_names", DEFAULT_INPUTS)),
     )
 
 

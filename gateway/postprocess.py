@@ -5,22 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from emotionaware.artifact import ProblemType
+from emotionaware.scores import to_scores
 from gateway.models import ModelSpec
 from gateway.types import LabelScore
 
 
-def scores_from_logits(logits: np.ndarray, problem_type: ProblemType) -> np.ndarray:
-    """Per-label sigmoid for multi-label models, softmax over labels for single-label ones."""
-    logits = logits.astype(np.float64)
-    if problem_type is ProblemType.MULTI_LABEL:
-        return 1.0 / (1.0 + np.exp(-logits))
-    shifted = np.exp(logits - logits.max())
-    return shifted / shifted.sum()
-
-
 def label_scores(spec: ModelSpec, logits: np.ndarray) -> tuple[tuple[LabelScore, ...], tuple[str, ...]]:
     """Every label's score and decision, highest score first, and the predicted labels."""
-    scores = scores_from_logits(logits, spec.problem_type)
+    scores = to_scores(logits.astype(np.float64), spec.problem_type)
     if spec.problem_type is ProblemType.MULTI_LABEL:
         thresholds = spec.thresholds
         predicted = scores >= thresholds

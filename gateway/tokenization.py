@@ -20,6 +20,9 @@ class TextTokenizer:
 
     def __init__(self, tokenizer_json: Path, max_tokens: int) -> None:
         self._tokenizer = Tokenizer.from_file(str(tokenizer_json))
+        padding = self._tokenizer.padding
+        # Id batches are padded with; read before padding is switched off below.
+        self.pad_id = int(padding["pad_id"]) if padding else 0
         # The shipped tokenizer.json pads to 128; padding happens inside Triton's batch instead.
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=max_tokens)

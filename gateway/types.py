@@ -28,12 +28,9 @@ class TokenizedText:
     def model_inputs(self, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         """The tensors a model takes, each int64 (1, tokens); one unpadded segment."""
         ids = self.input_ids.reshape(1, -1)
-        available = {
-            "input_ids": ids,
-            "attention_mask": np.ones_like(ids),
-            "token_type_ids": np.zeros_like(ids),
-        }
-        return {name: available[name] for name in names}
+        make = {"input_ids": lambda: ids, "attention_mask": lambda: np.ones_like(ids),
+                "token_type_ids": lambda: np.zeros_like(ids)}  # fmt: skip
+        return {name: make[name]() for name in names}
 
 
 @dataclass(frozen=True)

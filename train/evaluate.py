@@ -10,12 +10,14 @@ import numpy as np
 import torch
 
 from emotionaware.artifact import METRICS, THRESHOLDS, ArtifactManifest
+from emotionaware.scores import to_scores
 from emotionaware.taxonomy import EKMAN_MAPPING, SENTIMENT_MAPPING
+from gateway.tokenization import TextTokenizer
 from train.card import write_model_card
 from train.data import DEFAULT_DATA_DIR, MultiLabelExample, load_goemotions
 from train.metrics import multilabel_report, tune_thresholds
-from train.model import load_artifact, load_tokenizer
-from train.predict import predict_logits, to_scores
+from train.model import base_model_path, load_artifact
+from train.predict import predict_logits
 
 
 def multi_hot(examples: list[MultiLabelExample], num_labels: int) -> np.ndarray:
@@ -28,16 +30,16 @@ def multi_hot(examples: list[MultiLabelExample], num_labels: int) -> np.ndarray:
 def evaluate_goemotions(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> dict:
     """Tune thresholds on dev, report dev and test; writes thresholds.json and metrics.json."""
     model, manifest = load_artifact(model_dir)
-    tokenizer = load_tokenizer(manifest.base)
+    # The gateway's tokenizer: metrics describe exactly what serving feeds the model.
+    tokenizer = TextTokenizer(base_model_path(manifest.base) / "tokenizer.json", manifest.max_length)
     data = load_goemotions(data_dir)
     if tuple(data.labels) != manifest.labels:
         raise ValueError("dataset label list differs from the artifact's")
 
     def scores(examples: list[MultiLabelExample]) -> tuple[np.ndarray, np.ndarray, float]:
-        enc = tokenizer([e.text for e in examples], truncation=True, max_length=manifest.max_length)
-        full = tokenizer([e.text for e in examples], truncation=False)["input_ids"]
-        truncated = float(np.mean([len(ids) > manifest.max_length for ids in full]))
-        logits = predict_logits(model, enc["input_ids"], tokenizer.pad_token_id)
+        encoded = [tokenizer.encode(e.text) for e in examples]
+        truncated = float(np.mean([t.truncated for t in encoded]))
+        logits = predict_logits(model, [t.input_ids.tolist() for t in encoded], tokenizer.pad_id)
         return to_scores(logits, manifest.problem_type), multi_hot(examples, len(manifest.labels)), truncated
 
     dev_probs, dev_targets, dev_trunc = scores(data.dev)

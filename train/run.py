@@ -22,13 +22,14 @@ from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from emotionaware.artifact import ArtifactManifest
+from emotionaware.scores import to_scores
 from train.batching import training_batches
 from train.config import TrainConfig
 from train.data import DEFAULT_DATA_DIR, load_goemotions
 from train.evaluate import evaluate, multi_hot
 from train.metrics import multilabel_report, tune_thresholds
 from train.model import FROZEN_PARAMETERS, build_from_base, load_tokenizer, save_artifact
-from train.predict import predict_logits, to_scores
+from train.predict import predict_logits
 
 log = logging.getLogger("train")
 

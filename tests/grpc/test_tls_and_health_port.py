@@ -85,3 +85,19 @@ async def test_tls_port_serves_classify_and_plaintext_port_serves_health(spec, c
 def test_tls_needs_both_files():
     with pytest.raises(ValueError, match="together"):
         Settings(tls_cert_file="/x.crt")
+
+
+async def test_a_port_already_in_use_fails_start_up_clearly(spec):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        server = GatewayServer(
+            Settings(listen=address, metrics_port=0),
+            backend=ScriptedBackend(),
+            registry=ModelRegistry({"goemotions": spec}, "goemotions"),
+        )
+        with pytest.raises(RuntimeError, match=address):
+            await server.start()

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from emotionaware.artifact import ProblemType
+from emotionaware.scores import to_scores
 from gateway.models import ModelSpec
-from gateway.postprocess import label_scores, scores_from_logits
+from gateway.postprocess import label_scores
 from gateway.tokenization import TextTokenizer
 
 
@@ -61,5 +62,5 @@ def test_softmax_scores_sum_to_one_and_predict_the_top_label():
 
 
 def test_softmax_is_stable_for_large_logits():
-    scores = scores_from_logits(np.array([1000.0, 0.0]), ProblemType.SINGLE_LABEL)
+    scores = to_scores(np.array([1000.0, 0.0]), ProblemType.SINGLE_LABEL)
     assert np.isfinite(scores).all() and scores[0] == pytest.approx(1.0)

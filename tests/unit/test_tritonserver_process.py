@@ -28,3 +28,17 @@ def test_stop_without_start_is_harmless(tmp_path: Path):
     server = TritonServer(tmp_path)
     server.stop()
     assert not server.running()
+
+
+def test_missing_python_backend_stub_says_to_run_setup(tmp_path: Path, monkeypatch):
+    import pytest
+
+    import emotionaware.tritonserver as ts
+
+    home = tmp_path / "tritonserver"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "tritonserver").write_text("#!/bin/sh\n")
+    (home / "bin" / "tritonserver").chmod(0o755)
+    monkeypatch.setattr(ts, "triton_home", lambda: home)
+    with pytest.raises(ts.TritonNotInstalled, match="make setup"):
+        TritonServer(tmp_path).command()
