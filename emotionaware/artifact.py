@@ -63,6 +63,9 @@ class ArtifactManifest:
     # so a rebuild against a different base release fails instead of silently drifting.
     frozen_from_base: dict[str, str] = field(default_factory=dict)
     weights_dtype: str = "float16"
+    # Conversation models: how many earlier turns the model reads as a second segment
+    # (emotionaware.context.format_context); 0 for models of single texts.
+    context_turns: int = 0
 
     def to_json(self) -> str:
         data = asdict(self)

@@ -96,6 +96,17 @@ SENTIMENT_MAPPING: Mapping[str, tuple[str, ...]] = {
     "neutral": ("neutral",),
 }
 
+# Ekman's six basic emotions plus neutral: MELD's label set, in the order models list them.
+EKMAN_LABELS: tuple[str, ...] = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
+
+# Sentiment of the Ekman labels, consistent with SENTIMENT_MAPPING (where surprise is ambiguous).
+EKMAN_SENTIMENT_MAPPING: Mapping[str, tuple[str, ...]] = {
+    "positive": ("joy",),
+    "negative": ("anger", "disgust", "fear", "sadness"),
+    "ambiguous": ("surprise",),
+    "neutral": ("neutral",),
+}
+
 
 def group_indices(labels: Sequence[str], mapping: Mapping[str, Sequence[str]]) -> dict[str, tuple[int, ...]]:
     """For each coarse label, the indices of its fine labels in ``labels``.

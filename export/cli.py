@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from export.onnx_export import convert_fp16, optimize, quantize_int8
@@ -74,10 +74,10 @@ def export_source(
         )
         print(f"{source.name}: {parity.report.table()}", file=sys.stderr)
         report = parity.report.to_dict() | {"fused_ops": fused}
-        if not parity.report.ok:
-            failed = ", ".join(c.name for c in parity.report.checks if not c.passed)
-            raise ParityFailed(f"export of {source.name} failed parity: {failed}")
-        cpu_dir = write_cpu(repo, source, graphs, report, cpu, parity.thresholds[cpu.served_graph])
+        served = choose_cpu_graph(source.name, cpu.served_graph, parity.report.checks)
+        report["cpu_served_graph"] = served
+        cpu = replace(cpu, served_graph=served)
+        cpu_dir = write_cpu(repo, source, graphs, report, cpu, parity.thresholds[served])
         gpu_dir = None
         if gpu_repo is not None:
             gpu_dir = write_gpu(gpu_repo, source, graphs, report, gpu, parity.thresholds["fp32"])
@@ -89,6 +89,29 @@ def export_source(
         f" and {gpu_dir}" if gpu_dir else "",
     )
     return ExportResult(cpu_dir, gpu_dir, report)
+
+
+def choose_cpu_graph(name: str, requested: str, checks: list) -> str:
+    """The graph the CPU flavour serves, or ParityFailed.
+
+    fp32 and fp16 checks always gate the export. The int8 checks (agreement with fp32 and the
+    headline-metric drop) decide whether int8 is served: with ``auto`` a failing int8 graph is
+    replaced by fp32 (and the report says so); asking for ``int8`` explicitly makes them gate too.
+    """
+    failed = [c for c in checks if not c.passed]
+    int8_failed = [c for c in failed if c.name.startswith("int8 ")]
+    hard = [c for c in failed if c not in int8_failed] + (int8_failed if requested == "int8" else [])
+    if hard:
+        raise ParityFailed(f"export of {name} failed parity: {', '.join(c.name for c in hard)}")
+    if requested != "auto":
+        return requested
+    if int8_failed:
+        print(
+            f"{name}: the CPU flavour serves fp32: the int8 graph failed {', '.join(c.name for c in int8_failed)}",
+            file=sys.stderr,
+        )
+        return "fp32"
+    return "int8"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,9 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpu-accelerator", choices=("tensorrt", "cuda"), default="tensorrt")
     parser.add_argument(
         "--cpu-graph",
-        choices=("int8", "fp32"),
-        default="int8",
-        help="graph the bundled CPU flavour serves (default: %(default)s)",
+        choices=("auto", "int8", "fp32"),
+        default="auto",
+        help="graph the bundled CPU flavour serves; auto: int8 when it passes its checks, else fp32 "
+        "(default: %(default)s)",
     )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="datasets folder")
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="artifact folders")

@@ -22,11 +22,12 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from emotionaware.artifact import ProblemType
+from emotionaware.context import format_context
 from emotionaware.scores import to_scores
 from export.onnx_export import onnx_logits, session
 from export.source import ExportSource
 from gateway.tokenization import TextTokenizer
-from train.data import DEFAULT_DATA_DIR, load_goemotions
+from train.data import DEFAULT_DATA_DIR, load_goemotions, load_meld
 from train.metrics import tune_thresholds
 from train.predict import predict_logits
 
@@ -93,7 +94,8 @@ def agreement(a: np.ndarray, b: np.ndarray, problem_type: ProblemType) -> tuple[
 @dataclass(frozen=True)
 class LabelledSplit:
     texts: list[str]
-    targets: np.ndarray  # multi-hot (n, labels)
+    targets: np.ndarray  # multi-hot (n, labels); one-hot for single-label data
+    contexts: list[str] | None = None  # conversation context segment per text, when the model reads one
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,25 @@ def goemotions_headline(data_dir: Path) -> Headline:
     return Headline("macro-F1", split(data.dev), split(data.test), macro_f1)
 
 
-HEADLINES: dict[str, Callable[[Path], Headline]] = {"goemotions": goemotions_headline}
+def weighted_f1(targets: np.ndarray, predicted: np.ndarray) -> float:
+    return float(f1_score(targets, predicted.astype(int), average="weighted", zero_division=0))
+
+
+def meld_headline(data_dir: Path, context_turns: int) -> Headline:
+    data = load_meld(data_dir)
+
+    def split(examples: list) -> LabelledSplit:
+        targets = np.eye(len(data.labels), dtype=int)[[e.label for e in examples]]
+        contexts = [format_context(e.previous, e.speaker, context_turns) for e in examples]
+        return LabelledSplit([e.text for e in examples], targets, contexts)
+
+    return Headline("weighted-F1", split(data.dev), split(data.test), weighted_f1)
+
+
+HEADLINES: dict[str, Callable[[Path, int], Headline]] = {
+    "goemotions": lambda data_dir, _turns: goemotions_headline(data_dir),
+    "meld": meld_headline,
+}
 
 
 def sample_texts(data_dir: Path, count: int) -> list[str]:
@@ -149,16 +169,23 @@ def check_parity(
 ) -> ParityResult:
     """Run every check for the variants in ``graphs`` (keys fp32, int8, fp16)."""
     tokenizer = TextTokenizer(source.tokenizer_json, source.max_length)
-    encode = lambda texts: [tokenizer.encode(t).input_ids.tolist() for t in texts]  # noqa: E731
+
+    def encode(texts: list[str], contexts: list[str] | None = None) -> list[list[int]]:
+        pairs = zip(texts, contexts or [""] * len(texts), strict=True)
+        return [tokenizer.encode(t, c).input_ids.tolist() for t, c in pairs]
+
     token_ids = encode(sample_texts(data_dir, count))
     report = ParityReport(texts=len(token_ids))
     thresholds = {variant: tuple(source.thresholds) for variant in graphs}
     sessions = {variant: session(path) for variant, path in graphs.items()}
 
     drop: Check | None = None
-    headline = HEADLINES[source.dataset](data_dir) if source.dataset in HEADLINES else None
+    headline = (
+        HEADLINES[source.dataset](data_dir, source.context_turns) if source.dataset in HEADLINES else None
+    )
     if headline is not None and "int8" in sessions:
-        dev_ids, test_ids = encode(headline.dev.texts), encode(headline.test.texts)
+        dev_ids = encode(headline.dev.texts, headline.dev.contexts)
+        test_ids = encode(headline.test.texts, headline.test.contexts)
         metric: dict[str, dict[str, float]] = {}
         seconds: dict[str, float] = {}
         for variant in ("fp32", "int8"):

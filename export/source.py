@@ -46,6 +46,7 @@ class ExportSource:
     write_onnx: Callable[[Path], None]
     digest: str  # changes whenever the exported behaviour could change
     dataset: str = ""  # labelled data for the export's quality checks ("" = none known)
+    context_turns: int = 0  # conversation models: earlier turns read as a second segment
     description: dict = field(default_factory=dict)
 
 
@@ -99,11 +100,14 @@ def from_artifact(artifact_dir: Path) -> ExportSource:
         write_onnx=lambda path: export_module(model, inputs, path),
         digest=artifact_digest(artifact_dir),
         dataset=manifest.dataset,
+        context_turns=manifest.context_turns,
         description={
             "base": manifest.base.__dict__,
             "dataset": manifest.dataset,
             "test_metrics": {
-                k: metrics["test"][k] for k in ("macro_f1", "micro_f1") if k in metrics.get("test", {})
+                k: metrics["test"][k]
+                for k in ("macro_f1", "micro_f1", "weighted_f1")
+                if k in metrics.get("test", {})
             },
         },
     )

@@ -55,7 +55,7 @@ class CpuOptions:
     # The int8 graph is about 2x faster here (make export prints the ratio) at no dev/test
     # loss with its own dev-tuned thresholds. Dynamic int8 computes activation scales per
     # batch, so a text's logits move slightly with what it is batched with; fp32 scores do not.
-    served_graph: str = "int8"
+    served_graph: str = "auto"  # auto: int8 when it passes its parity checks, else fp32
     # No `default_queue_policy` in this flavour. With any queue policy set (queue bound,
     # timeout or timeout override), the dynamic batcher of the bundled Triton 2.51 left about
     # 1 request in 40 waiting for its 500 ms idle wake-up at concurrency 1 (measured: p99
@@ -236,6 +236,8 @@ def base_metadata(source: ExportSource, version: int, report: dict, thresholds: 
         "input_names": list(source.input_names),
         "thresholds": dict(zip(source.labels, thresholds, strict=True)),
         "length_buckets": buckets_for(source.max_length),
+        # >0: the model reads up to this many earlier turns (emotionaware.context) as segment two.
+        "context_turns": source.context_turns,
         **source.description,
         "parity": report,
     }

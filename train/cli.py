@@ -37,7 +37,7 @@ def train_main(argv: list[str] | None = None) -> None:
     from train.run import train  # torch import is slow; keep --help fast
 
     metrics = train(config, args.out or MODELS_DIR / args.model, args.data_dir, args.limit_train)
-    print(json.dumps({k: metrics["test"][k] for k in ("macro_f1", "micro_f1")}, indent=2))
+    print(json.dumps({k: v for k, v in metrics["test"].items() if k.endswith(("_f1", "accuracy"))}, indent=2))
 
 
 def eval_main(argv: list[str] | None = None) -> None:

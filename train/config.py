@@ -22,6 +22,8 @@ class TrainParams:
     dropout: float
     seed: int
     length_pool_batches: int = 50
+    # Conversation models: earlier turns given as context (0: the utterance alone).
+    context_turns: int = 0
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from emotionaware.context import Turn
+from emotionaware.taxonomy import EKMAN_LABELS
 from emotionaware.text import normalize
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -57,3 +59,70 @@ def load_goemotions(data_dir: Path = DEFAULT_DATA_DIR) -> GoEmotions:
         return out
 
     return GoEmotions(labels, split("train"), split("dev"), split("test"))
+
+
+@dataclass(frozen=True)
+class ConversationExample:
+    """One utterance with its speaker, the earlier turns of its dialogue and its label index."""
+
+    text: str
+    speaker: str
+    previous: tuple[Turn, ...]  # every earlier turn of the dialogue, oldest first
+    label: int
+    id: str
+
+
+@dataclass(frozen=True)
+class Meld:
+    """The MELD splits (utterances in dialogue order) with the 7 Ekman labels."""
+
+    labels: tuple[str, ...]
+    train: list[ConversationExample]
+    dev: list[ConversationExample]
+    test: list[ConversationExample]
+
+
+# MELD's emotion column uses the Ekman names; the label order is alphabetical (as in the data's
+# documentation), which is also the order of the Ekman view of GoEmotions.
+MELD_LABELS = EKMAN_LABELS
+
+
+def load_meld(data_dir: Path = DEFAULT_DATA_DIR) -> Meld:
+    """Read MELD's official CSV splits and rebuild each dialogue's turn order.
+
+    Quirks handled: ``Utterance_ID`` has gaps in some dialogues, so turns are ordered by it
+    rather than assumed consecutive; ``Sr No.`` is not unique, so ids are
+    ``<split>/<dialogue>/<utterance>``.
+    """
+    root = Path(data_dir) / "meld"
+    if not root.is_dir():
+        raise FileNotFoundError(f"MELD not found under {root}; set --data-dir to the folder holding meld/")
+    index = {label: i for i, label in enumerate(MELD_LABELS)}
+
+    def split(name: str) -> list[ConversationExample]:
+        dialogues: dict[int, list[dict]] = {}
+        with (root / f"{name}_sent_emo.csv").open(encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh):
+                dialogues.setdefault(int(row["Dialogue_ID"]), []).append(row)
+        out = []
+        for dialogue_id in sorted(dialogues):
+            turns = sorted(dialogues[dialogue_id], key=lambda r: int(r["Utterance_ID"]))
+            history: list[Turn] = []
+            for row in turns:
+                text, speaker = normalize(row["Utterance"]), row["Speaker"].strip()
+                emotion = row["Emotion"].strip().lower()
+                if emotion not in index:
+                    raise ValueError(f"{name}: unknown emotion {emotion!r} in dialogue {dialogue_id}")
+                out.append(
+                    ConversationExample(
+                        text,
+                        speaker,
+                        tuple(history),
+                        index[emotion],
+                        f"{name}/{dialogue_id}/{row['Utterance_ID']}",
+                    )
+                )
+                history.append(Turn(speaker, text))
+        return out
+
+    return Meld(MELD_LABELS, split("train"), split("dev"), split("test"))

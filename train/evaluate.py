@@ -10,12 +10,13 @@ import numpy as np
 import torch
 
 from emotionaware.artifact import METRICS, THRESHOLDS, ArtifactManifest
+from emotionaware.context import format_context
 from emotionaware.scores import to_scores
 from emotionaware.taxonomy import EKMAN_MAPPING, SENTIMENT_MAPPING
 from gateway.tokenization import TextTokenizer
-from train.card import write_model_card
-from train.data import DEFAULT_DATA_DIR, MultiLabelExample, load_goemotions
-from train.metrics import multilabel_report, tune_thresholds
+from train.card import write_model_card, write_single_label_card
+from train.data import DEFAULT_DATA_DIR, ConversationExample, MultiLabelExample, load_goemotions, load_meld
+from train.metrics import multilabel_report, singlelabel_report, tune_thresholds
 from train.model import base_model_path, load_artifact
 from train.predict import predict_logits
 
@@ -68,8 +69,43 @@ def evaluate_goemotions(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> d
     return metrics
 
 
+def evaluate_meld(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> dict:
+    """Softmax model on MELD with dialogue context: the top label is the prediction."""
+    model, manifest = load_artifact(model_dir)
+    tokenizer = TextTokenizer(base_model_path(manifest.base) / "tokenizer.json", manifest.max_length)
+    data = load_meld(data_dir)
+    if tuple(data.labels) != manifest.labels:
+        raise ValueError("dataset label list differs from the artifact's")
+
+    def report(examples: list[ConversationExample]) -> dict:
+        encoded = [
+            tokenizer.encode(e.text, format_context(e.previous, e.speaker, manifest.context_turns))
+            for e in examples
+        ]
+        logits = predict_logits(model, [t.input_ids.tolist() for t in encoded], tokenizer.pad_id)
+        probs = to_scores(logits, manifest.problem_type)
+        return singlelabel_report(probs, np.array([e.label for e in examples]), manifest.labels) | {
+            "truncated_fraction": float(np.mean([t.truncated for t in encoded]))
+        }
+
+    metrics = {
+        "model": manifest.name,
+        "dataset": "meld (official splits)",
+        "context": f"up to {manifest.context_turns} earlier turns, newest first, within {manifest.max_length} tokens",
+        "dev": report(data.dev),
+        "test": report(data.test),
+        "evaluated_with": {"torch": torch.__version__, "python": platform.python_version()},
+    }
+    (model_dir / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+    write_single_label_card(model_dir, manifest, metrics)
+    return metrics
+
+
+EVALUATORS = {"goemotions": evaluate_goemotions, "meld": evaluate_meld}
+
+
 def evaluate(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> dict:
     manifest = ArtifactManifest.load(model_dir)
-    if manifest.name == "goemotions":
-        return evaluate_goemotions(model_dir, data_dir)
-    raise SystemExit(f"no evaluation defined for model {manifest.name!r}")
+    if manifest.dataset not in EVALUATORS:
+        raise SystemExit(f"no evaluation defined for dataset {manifest.dataset!r} of model {manifest.name!r}")
+    return EVALUATORS[manifest.dataset](model_dir, data_dir)

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from sklearn.metrics import f1_score, precision_recall_curve, precision_recall_fscore_support
+from sklearn.metrics import (
+    confusion_matrix,
+    f1_score,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+)
 
 from emotionaware.taxonomy import group_indices
 
@@ -73,3 +78,28 @@ def multilabel_report(
             "micro_f1": float(f1_score(vt, vp, average="micro", zero_division=0)),
         }
     return report
+
+
+def singlelabel_report(probs: np.ndarray, targets: np.ndarray, labels: Sequence[str]) -> dict:
+    """Metrics of a softmax model: the top label is the prediction (no thresholds)."""
+    preds = probs.argmax(axis=1)
+    classes = list(range(len(labels)))
+    p, r, f, support = precision_recall_fscore_support(
+        targets, preds, labels=classes, average=None, zero_division=0
+    )
+    return {
+        "examples": len(targets),
+        "weighted_f1": float(f1_score(targets, preds, labels=classes, average="weighted", zero_division=0)),
+        "macro_f1": float(f1_score(targets, preds, labels=classes, average="macro", zero_division=0)),
+        "accuracy": float((preds == targets).mean()),
+        "per_label": {
+            label: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(labels)
+        },
+        "confusion_matrix": confusion_matrix(targets, preds, labels=classes).tolist(),
+    }

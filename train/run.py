@@ -13,6 +13,8 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +24,15 @@ from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from emotionaware.artifact import ArtifactManifest
+from emotionaware.context import format_context
 from emotionaware.scores import to_scores
+from gateway.tokenization import TextTokenizer
 from train.batching import training_batches
 from train.config import TrainConfig
-from train.data import DEFAULT_DATA_DIR, load_goemotions
+from train.data import DEFAULT_DATA_DIR, load_goemotions, load_meld
 from train.evaluate import evaluate, multi_hot
-from train.metrics import multilabel_report, tune_thresholds
-from train.model import FROZEN_PARAMETERS, build_from_base, load_tokenizer, save_artifact
+from train.metrics import multilabel_report, singlelabel_report, tune_thresholds
+from train.model import FROZEN_PARAMETERS, base_model_path, build_from_base, save_artifact
 from train.predict import predict_logits
 
 log = logging.getLogger("train")
@@ -40,24 +44,88 @@ def seed_everything(seed: int) -> random.Random:
     return random.Random(seed)
 
 
-def train_goemotions(
-    config: TrainConfig, out_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, limit_train: int = 0
-) -> dict:
-    """Fine-tune on GoEmotions train, select the epoch on dev, write and evaluate the artifact."""
-    params = config.train
-    rng = seed_everything(params.seed)
+@dataclass(frozen=True)
+class Task:
+    """A dataset prepared for fine-tuning: token ids, targets and the dev metric for selection."""
+
+    labels: tuple[str, ...]
+    train_ids: list[list[int]]
+    train_targets: torch.Tensor  # float multi-hot (multi-label) or long class indices
+    dev_ids: list[list[int]]
+    dev_score: Callable[[np.ndarray], dict]  # dev scores -> {"select": metric, ...}
+    loss: nn.Module
+
+
+def goemotions_task(config: TrainConfig, tokenizer: TextTokenizer, data_dir: Path, limit: int) -> Task:
     data = load_goemotions(data_dir)
-    train_set = data.train[:limit_train] if limit_train else data.train
-    tokenizer = load_tokenizer(config.base)
-
-    def encode(ex):
-        return tokenizer([e.text for e in ex], truncation=True, max_length=params.max_length)["input_ids"]
-
-    train_ids, dev_ids = encode(train_set), encode(data.dev)
-    train_targets = torch.tensor(multi_hot(train_set, len(data.labels)), dtype=torch.float32)
+    train_set = data.train[:limit] if limit else data.train
     dev_targets = multi_hot(data.dev, len(data.labels))
 
-    model = build_from_base(config.base, len(data.labels), params.dropout)
+    def dev_score(probs: np.ndarray) -> dict:
+        report = multilabel_report(probs, dev_targets, tune_thresholds(probs, dev_targets), data.labels)
+        return {
+            "select": report["macro_f1"],
+            "dev_macro_f1": report["macro_f1"],
+            "dev_micro_f1": report["micro_f1"],
+        }
+
+    return Task(
+        labels=data.labels,
+        train_ids=[tokenizer.encode(e.text).input_ids.tolist() for e in train_set],
+        train_targets=torch.tensor(multi_hot(train_set, len(data.labels)), dtype=torch.float32),
+        dev_ids=[tokenizer.encode(e.text).input_ids.tolist() for e in data.dev],
+        dev_score=dev_score,
+        loss=nn.BCEWithLogitsLoss(),
+    )
+
+
+def meld_task(config: TrainConfig, tokenizer: TextTokenizer, data_dir: Path, limit: int) -> Task:
+    data = load_meld(data_dir)
+    train_set = data.train[:limit] if limit else data.train
+    turns = config.train.context_turns
+    encode = lambda ex: [  # noqa: E731
+        tokenizer.encode(e.text, format_context(e.previous, e.speaker, turns)).input_ids.tolist() for e in ex
+    ]
+    dev_targets = np.array([e.label for e in data.dev])
+
+    def dev_score(probs: np.ndarray) -> dict:
+        report = singlelabel_report(probs, dev_targets, data.labels)
+        return {
+            "select": report["weighted_f1"],
+            "dev_weighted_f1": report["weighted_f1"],
+            "dev_macro_f1": report["macro_f1"],
+        }
+
+    return Task(
+        labels=data.labels,
+        train_ids=encode(train_set),
+        train_targets=torch.tensor([e.label for e in train_set], dtype=torch.long),
+        dev_ids=encode(data.dev),
+        dev_score=dev_score,
+        loss=nn.CrossEntropyLoss(),
+    )
+
+
+TASKS: dict[str, Callable[[TrainConfig, TextTokenizer, Path, int], Task]] = {
+    "goemotions": goemotions_task,
+    "meld": meld_task,
+}
+
+
+def train(
+    config: TrainConfig, out_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, limit_train: int = 0
+) -> dict:
+    """Fine-tune on the config's dataset, keep the best dev epoch, write and evaluate the artifact."""
+    if config.dataset not in TASKS:
+        raise SystemExit(f"no training recipe for dataset {config.dataset!r}; known: {', '.join(TASKS)}")
+    params = config.train
+    rng = seed_everything(params.seed)
+    # The gateway's tokenizer: training sees exactly the token ids serving will send.
+    tokenizer = TextTokenizer(base_model_path(config.base) / "tokenizer.json", params.max_length)
+    task = TASKS[config.dataset](config, tokenizer, data_dir, limit_train)
+    train_ids, dev_ids, train_targets = task.train_ids, task.dev_ids, task.train_targets
+
+    model = build_from_base(config.base, len(task.labels), params.dropout)
     frozen = {name.removeprefix("encoder.") for name in FROZEN_PARAMETERS}
     for name, param in model.encoder.named_parameters():
         param.requires_grad = name not in frozen
@@ -70,15 +138,15 @@ def train_goemotions(
     steps_per_epoch = math.ceil(len(train_ids) / params.batch_size)
     total = steps_per_epoch * params.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(params.warmup_ratio * total), total)
-    loss_fn = nn.BCEWithLogitsLoss()
+    loss_fn = task.loss
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    history, best_f1, best_state = [], -1.0, None
+    history, best, best_state = [], -1.0, None
     for epoch in range(1, params.epochs + 1):
         model.train()
         started, running = time.monotonic(), 0.0
         batches = training_batches(
-            train_ids, params.batch_size, params.length_pool_batches, rng, tokenizer.pad_token_id
+            train_ids, params.batch_size, params.length_pool_batches, rng, tokenizer.pad_id
         )
         bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{params.epochs}", unit="batch")
         for step, batch in enumerate(bar, 1):
@@ -91,46 +159,37 @@ def train_goemotions(
             optimizer.zero_grad(set_to_none=True)
             running += loss.item()
             bar.set_postfix(loss=f"{running / step:.4f}")
-        dev_probs = to_scores(predict_logits(model, dev_ids, tokenizer.pad_token_id), config.problem_type)
-        thresholds = tune_thresholds(dev_probs, dev_targets)
-        dev = multilabel_report(dev_probs, dev_targets, thresholds, data.labels)
+        dev_probs = to_scores(predict_logits(model, dev_ids, tokenizer.pad_id), config.problem_type)
+        dev = task.dev_score(dev_probs)
         entry = {
             "epoch": epoch,
             "train_loss": running / steps_per_epoch,
-            "dev_macro_f1": dev["macro_f1"],
-            "dev_micro_f1": dev["micro_f1"],
+            **{k: v for k, v in dev.items() if k != "select"},
             "seconds": round(time.monotonic() - started, 1),
         }
         history.append(entry)
         log.info("epoch %d: %s", epoch, json.dumps(entry))
-        if dev["macro_f1"] > best_f1:
-            best_f1, best_state = dev["macro_f1"], copy.deepcopy(model.state_dict())
+        if dev["select"] > best:
+            best, best_state, selected = dev["select"], copy.deepcopy(model.state_dict()), epoch
 
     model.load_state_dict(best_state)
     manifest = ArtifactManifest(
         name=config.name,
         dataset=config.dataset,
         base=config.base,
-        labels=data.labels,
+        labels=task.labels,
         problem_type=config.problem_type,
         max_length=params.max_length,
         dropout=params.dropout,
+        context_turns=params.context_turns,
     )
     save_artifact(model, manifest, out_dir)
     summary = {
         "config": config.name,
         "train_examples": len(train_ids),
         "epochs": history,
-        "selected_epoch": max(history, key=lambda h: h["dev_macro_f1"])["epoch"],
+        "selected_epoch": selected,
     }
     (out_dir / "train_log.json").write_text(json.dumps(summary, indent=2) + "\n")
     # Metrics come from the saved (fp16) artifact, exactly what export and serving rebuild.
     return evaluate(out_dir, data_dir)
-
-
-def train(
-    config: TrainConfig, out_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, limit_train: int = 0
-) -> dict:
-    if config.dataset == "goemotions":
-        return train_goemotions(config, out_dir, data_dir, limit_train)
-    raise SystemExit(f"no training recipe for dataset {config.dataset!r}")

@@ -71,3 +71,37 @@ def test_readme_quotes_the_committed_metrics():
             f"| {m['views']['sentiment']['macro_f1']:.3f} |"
         )
         assert row in readme
+
+
+CONVERSATION = MODELS_DIR / "conversation"
+
+
+def test_committed_conversation_model_is_compact_and_reads_context():
+    from emotionaware.taxonomy import EKMAN_LABELS
+
+    assert (CONVERSATION / WEIGHTS).stat().st_size <= LIMIT_BYTES
+    model, manifest = load_artifact(CONVERSATION)
+    assert manifest.labels == EKMAN_LABELS and manifest.context_turns > 0 and manifest.dataset == "meld"
+    assert sum(p.numel() for p in model.parameters()) < 25_000_000
+    metrics = json.loads((CONVERSATION / METRICS).read_text())
+    assert metrics["test"]["examples"] == 2610 and metrics["dev"]["examples"] == 1109
+    assert metrics["test"]["weighted_f1"] > 0.5  # a floor: catches a broken or untrained artifact
+
+
+def test_small_conversation_training_run(tmp_path, data_dir):
+    from train.run import train
+
+    config = TrainConfig.for_model("conversation").with_overrides(epochs=1)
+    metrics = train(config, tmp_path, data_dir, limit_train=64)
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    assert log["train_examples"] == 64 and "dev_weighted_f1" in log["epochs"][0]
+    assert 0.0 <= metrics["test"]["weighted_f1"] <= 1.0
+    assert len(metrics["test"]["confusion_matrix"]) == 7
+
+
+def test_readme_quotes_the_conversation_metrics():
+    readme = (MODELS_DIR.parent / "README.md").read_text()
+    metrics = json.loads((CONVERSATION / METRICS).read_text())
+    for split in ("dev", "test"):
+        m = metrics[split]
+        assert f"| {split} | {m['weighted_f1']:.3f} | {m['macro_f1']:.3f} | {m['accuracy']:.3f} |" in readme
