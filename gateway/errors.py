@@ -31,7 +31,11 @@ class ModelNotFound(GatewayError):
 
 
 class Overloaded(GatewayError):
-    """Queues are full; the client should back off and retry."""
+    """Queues are full; the client should back off for ``retry_after_ms`` and retry."""
+
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(f"{message}; retry after {retry_after_ms} ms")
+        self.retry_after_ms = retry_after_ms
 
 
 class BackendUnavailable(GatewayError):
@@ -59,6 +63,13 @@ STATUS_CODES: dict[type[GatewayError], grpc.StatusCode] = {
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     InternalError: grpc.StatusCode.INTERNAL,
 }
+
+
+def trailers(exc: BaseException) -> tuple[tuple[str, str], ...]:
+    """Trailing metadata that goes with an error (the retry hint of RESOURCE_EXHAUSTED)."""
+    if isinstance(exc, Overloaded):
+        return (("retry-after-ms", str(exc.retry_after_ms)),)
+    return ()
 
 
 def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:

@@ -1,9 +1,9 @@
-"""The models the gateway serves, loaded from the Triton model repository.
+"""Served models, read from the Triton model repository.
 
-For each served model the gateway reads, from the newest version folder, the same files
-that Triton serves: ``metadata.json`` (labels, problem type, thresholds, token limit) and
-``tokenizer.json``. Requests are then pinned to that version so tokenizer, labels and graph
-always belong together.
+For each served (model, version) the gateway reads the same version folder Triton serves:
+``metadata.json`` (labels, problem type, thresholds, token limit, context turns, length
+buckets) and ``tokenizer.json``. A request is pinned to one version, so tokenizer, labels and
+graph always belong together.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from emotionaware.artifact import ProblemType
-from gateway.errors import ModelNotFound
 from gateway.tokenization import TextTokenizer
+from gateway.types import View
+from gateway.views import ViewMap, views_for
 
 # Inputs of a single-segment encoder without token types (what our artifacts export).
 DEFAULT_INPUTS = ("input_ids", "attention_mask")
@@ -24,6 +25,8 @@ DEFAULT_INPUTS = ("input_ids", "attention_mask")
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """One version of one model: everything pre- and post-processing need."""
+
     name: str
     version: str
     labels: tuple[str, ...]
@@ -32,54 +35,52 @@ class ModelSpec:
     max_tokens: int
     tokenizer: TextTokenizer
     input_names: tuple[str, ...] = DEFAULT_INPUTS
+    context_turns: int = 0
+    length_buckets: tuple[int, ...] = ()
+    dataset: str = ""
+    backend_name: str = ""  # model name in Triton; empty: same as name
+
+    @property
+    def views(self) -> dict[View, ViewMap]:
+        return views_for(self.labels)
+
+    @property
+    def triton_name(self) -> str:
+        return self.backend_name or self.name
 
 
-def latest_version(model_dir: Path) -> Path:
-    versions = sorted((int(p.name), p) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+def version_folders(model_dir: Path) -> list[str]:
+    """Numeric version folders of a model, oldest first."""
+    if not model_dir.is_dir():
+        return []
+    return [
+        str(v) for v in sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    ]
+
+
+def load_model_spec(repository: Path, name: str, version: str = "", backend_name: str = "") -> ModelSpec:
+    """The spec of ``version`` (empty: the newest) of model folder ``backend_name or name``."""
+    model_dir = Path(repository) / (backend_name or name)
+    versions = version_folders(model_dir)
     if not versions:
         raise FileNotFoundError(f"{model_dir} has no numeric version folder; run `make export`")
-    return versions[-1][1]
-
-
-def load_model_spec(repository: Path, name: str) -> ModelSpec:
-    version_dir = latest_version(Path(repository) / name)
+    version = version or versions[-1]
+    if version not in versions:
+        raise FileNotFoundError(f"{model_dir} has no version {version}; it has {', '.join(versions)}")
+    version_dir = model_dir / version
     meta = json.loads((version_dir / "metadata.json").read_text())
     labels = tuple(meta["labels"])
-    thresholds = np.array([meta["thresholds"][label] for label in labels], dtype=np.float32)
     return ModelSpec(
         name=name,
-        version=version_dir.name,
+        version=version,
         labels=labels,
         problem_type=ProblemType(meta["problem_type"]),
-        thresholds=thresholds,
+        thresholds=np.array([meta["thresholds"][label] for label in labels], dtype=np.float32),
         max_tokens=int(meta["max_length"]),
         tokenizer=TextTokenizer(version_dir / "tokenizer.json", int(meta["max_length"])),
         input_names=tuple(meta.get("input_names", DEFAULT_INPUTS)),
+        context_turns=int(meta.get("context_turns", 0)),
+        length_buckets=tuple(meta.get("length_buckets", ())),
+        dataset=str(meta.get("dataset", "")),
+        backend_name=backend_name if backend_name and backend_name != name else "",
     )
-
-
-class ModelRegistry:
-    """Name -> spec for every served model, with the default used for empty names."""
-
-    def __init__(self, specs: dict[str, ModelSpec], default: str) -> None:
-        if default not in specs:
-            raise ValueError(f"default model {default!r} is not loaded")
-        self._specs = dict(specs)
-        self.default = default
-
-    @classmethod
-    def load(cls, repository: Path, names: tuple[str, ...], default: str) -> ModelRegistry:
-        """Load ``names`` from the repository, or every model in it when ``names`` is empty."""
-        if not names:
-            names = tuple(sorted(p.parent.name for p in Path(repository).glob("*/config.pbtxt")))
-        return cls({name: load_model_spec(repository, name) for name in names}, default)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._specs)
-
-    def resolve(self, name: str) -> ModelSpec:
-        spec = self._specs.get(name or self.default)
-        if spec is None:
-            raise ModelNotFound(f"model {name!r} is not served; available: {', '.join(sorted(self._specs))}")
-        return spec

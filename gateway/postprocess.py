@@ -1,27 +1,68 @@
-"""Logits -> scores (sigmoid or softmax), thresholds and the predicted label set."""
+"""Logits -> scores, decisions, views, chunk aggregation and label selection.
+
+Decisions are made on the model's own labels (per-label dev-tuned thresholds, or the request's
+override) and then projected onto the requested view (see gateway.views), so a view never
+contradicts the model's own predictions.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
 from emotionaware.artifact import ProblemType
 from emotionaware.scores import to_scores
 from gateway.models import ModelSpec
-from gateway.types import LabelScore
+from gateway.types import ClassifyOptions, LabelScore, Scored
+from gateway.views import project
 
 
-def label_scores(spec: ModelSpec, logits: np.ndarray) -> tuple[tuple[LabelScore, ...], tuple[str, ...]]:
-    """Every label's score and decision, highest score first, and the predicted labels."""
-    scores = to_scores(logits.astype(np.float64), spec.problem_type)
+def scores_of(spec: ModelSpec, logits: np.ndarray) -> np.ndarray:
+    """Sigmoid or softmax scores (float64) of one sequence's logits."""
+    return to_scores(logits.astype(np.float64), spec.problem_type)
+
+
+def aggregate(spec: ModelSpec, chunk_scores: Sequence[np.ndarray], weights: Sequence[int]) -> np.ndarray:
+    """One score vector from several windows: max for sigmoid, token-weighted mean for softmax."""
+    stacked = np.stack(chunk_scores)
     if spec.problem_type is ProblemType.MULTI_LABEL:
-        thresholds = spec.thresholds
+        return stacked.max(axis=0)
+    w = np.asarray(weights, dtype=np.float64)
+    return (stacked * w[:, None]).sum(axis=0) / w.sum()
+
+
+def decide(spec: ModelSpec, scores: np.ndarray, options: ClassifyOptions) -> Scored:
+    """Thresholds, the predicted set, the view, and the labels the response lists."""
+    if spec.problem_type is ProblemType.MULTI_LABEL:
+        thresholds = (
+            np.full(scores.shape, options.threshold) if options.threshold is not None else spec.thresholds
+        ).astype(np.float64)
         predicted = scores >= thresholds
     else:
         thresholds = np.zeros_like(scores)
         predicted = np.zeros(scores.shape, dtype=bool)
         predicted[int(np.argmax(scores))] = True
+    view = spec.views[options.view]
+    labels = view.labels
+    if any(len(m) != 1 or m[0] != i for i, m in enumerate(view.members)):
+        scores, predicted = project(view, scores, predicted, spec.problem_type)
+        if options.threshold is not None and spec.problem_type is ProblemType.MULTI_LABEL:
+            thresholds = np.full(scores.shape, options.threshold)
+        else:
+            # A coarse label with one member keeps its threshold; a group has none of its own.
+            thresholds = np.array([thresholds[m[0]] if len(m) == 1 else 0.0 for m in view.members])
     order = np.argsort(-scores, kind="stable")
-    ranked = tuple(
-        LabelScore(spec.labels[i], float(scores[i]), float(thresholds[i]), bool(predicted[i])) for i in order
-    )
-    return ranked, tuple(s.label for s in ranked if s.predicted)
+    ranked = [
+        LabelScore(labels[i], float(scores[i]), float(thresholds[i]), bool(predicted[i])) for i in order
+    ]
+    chosen = [s for s in ranked if s.predicted]
+    if options.top_k:
+        chosen = chosen[: options.top_k]
+    if options.return_all_scores:
+        listed = ranked
+    elif options.top_k:
+        listed = ranked[: options.top_k]
+    else:
+        listed = chosen
+    return Scored(tuple(listed), tuple(s.label for s in chosen))

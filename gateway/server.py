@@ -19,7 +19,7 @@ from prometheus_client import start_http_server
 
 from emotionaware.v1 import emotion_pb2, emotion_pb2_grpc
 from gateway.backend import Backend, TritonBackend
-from gateway.models import ModelRegistry
+from gateway.routing import Router
 from gateway.service import EmotionService
 from gateway.servicer import EmotionServicer
 from gateway.settings import Settings, load_settings
@@ -32,29 +32,33 @@ class GatewayServer:
     """The gRPC server and its readiness watcher; ``start()`` returns the bound port."""
 
     def __init__(
-        self, settings: Settings, backend: Backend | None = None, registry: ModelRegistry | None = None
+        self,
+        settings: Settings,
+        backend: Backend | None = None,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
+        """``interceptors`` run around every call of the public port (authentication, rate limits)."""
         self.settings = settings
-        self.backend = backend or TritonBackend(settings.triton_url, settings.max_message_bytes)
-        self.registry = registry or ModelRegistry.load(
-            settings.model_repository, settings.models, settings.default_model
-        )
+        self.interceptors = tuple(interceptors)
+        self.backend = backend or make_backend(settings)
+        self.router = Router(settings)
+        self.service = EmotionService(settings, self.router, self.backend)
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
         self.health_port: int | None = None
-        self._watcher: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
         self._serving: bool | None = None
 
     async def start(self) -> int:
         server = grpc.aio.server(
+            interceptors=self.interceptors,
             options=[
                 ("grpc.max_send_message_length", self.settings.max_message_bytes),
                 ("grpc.max_receive_message_length", self.settings.max_message_bytes),
-            ]
+            ],
         )
-        service = EmotionService(self.settings, self.registry, self.backend)
-        emotion_pb2_grpc.add_EmotionServiceServicer_to_server(EmotionServicer(service), server)
+        emotion_pb2_grpc.add_EmotionServiceServicer_to_server(EmotionServicer(self.service), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (
@@ -73,12 +77,12 @@ class GatewayServer:
             health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
             self.health_port = self._bind(self._health_server, self.settings.health_listen, tls=False)
             await self._health_server.start()
-        self._watcher = asyncio.create_task(self._watch_readiness())
+        self._tasks = [asyncio.create_task(self._watch_readiness()), asyncio.create_task(self.router.watch())]
         log.info(
-            "gateway listening on port %d, models %s, triton %s",
+            "gateway listening on port %d, models %s, backend %s",
             port,
-            ",".join(self.registry.names),
-            self.settings.triton_url,
+            ",".join(self.router.table.routes),
+            self.settings.triton_url if self.settings.backend == "triton" else "embedded",
         )
         return port
 
@@ -108,21 +112,49 @@ class GatewayServer:
     async def _watch_readiness(self) -> None:
         """SERVING only while Triton and every routed model are ready; flips back when not."""
         while True:
-            await self._set_serving(await self.backend.is_ready(self.registry.names))
+            await self._set_serving(await self.backend.is_ready(self.router.table.backend_models))
             await asyncio.sleep(self.settings.health_poll_s)
 
     async def stop(self) -> None:
         """Stop taking new calls, let in-flight ones finish within the grace period."""
-        if self._watcher is not None:
-            self._watcher.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+                await task
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(self.settings.shutdown_grace_s)
         if self._health_server is not None:
             await self._health_server.stop(0)
+        await self.service.close()
         await self.backend.close()
+
+
+def make_backend(settings: Settings) -> Backend:
+    """The configured inference backend."""
+    if settings.backend == "embedded":
+        from gateway.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(settings.model_repository, settings.backend_threads)
+    return TritonBackend(
+        settings.triton_url, settings.max_message_bytes, settings.backend_retries, settings.retry_after_ms
+    )
+
+
+def configure_logging(settings: Settings) -> None:
+    """Text or JSON lines on stderr. No logger of the gateway ever receives request text."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level"}
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
 
 
 async def run(settings: Settings) -> None:
@@ -139,9 +171,7 @@ async def run(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     settings = load_settings(argv, os.environ)
-    logging.basicConfig(
-        level=settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings)
     if settings.metrics_port:
         start_http_server(
             settings.metrics_port, addr=settings.listen.rsplit(":", 1)[0].strip("[]") or "0.0.0.0"

@@ -1,59 +1,209 @@
-"""One request's pipeline: validate, tokenize, infer, post-process."""
+"""The request pipeline: route, validate, tokenize, batch and infer, post-process.
+
+Everything here works on typed domain objects; protobuf stays in the servicer. Deadlines are
+absolute ``time.monotonic()`` values, passed down to the batcher and the backend.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
 
+from emotionaware.artifact import ProblemType
+from emotionaware.context import format_context
 from gateway.backend import Backend
-from gateway.errors import InvalidArgument
+from gateway.batching import BatcherPool
+from gateway.errors import GatewayError, InvalidArgument
 from gateway.metrics import STAGE_LATENCY, TOKENS, TRUNCATED
-from gateway.models import ModelRegistry
-from gateway.postprocess import label_scores
+from gateway.models import ModelSpec
+from gateway.postprocess import aggregate, decide, scores_of
+from gateway.routing import Resolved, Router
 from gateway.settings import Settings
-from gateway.types import ClassifyInput, ClassifyResult
+from gateway.types import (
+    ChunkResult,
+    ClassifyInput,
+    ClassifyOptions,
+    ClassifyResult,
+    LongTextMode,
+    TokenizedText,
+)
+
+MAX_SPEAKER_CHARS = 128
+# Tokenizing a few thousand characters takes long enough to stall other requests on the event
+# loop; shorter texts are cheaper to tokenize inline than to hand to a thread.
+_THREAD_TOKENIZE_CHARS = 2000
+
+
+def _quote(value: str, limit: int = 40) -> str:
+    """A field value for an error message, shortened (values may be user text)."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
 class EmotionService:
-    """Classifies texts with the registry's models through a backend."""
+    """Classifies texts with the routed models through the micro-batchers and a backend."""
 
-    def __init__(self, settings: Settings, registry: ModelRegistry, backend: Backend) -> None:
+    def __init__(self, settings: Settings, router: Router, backend: Backend) -> None:
         self.settings = settings
-        self.registry = registry
+        self.router = router
         self.backend = backend
+        self.batchers = BatcherPool(backend, settings)
 
-    def validate(self, request: ClassifyInput) -> None:
-        if not request.text.strip():
-            raise InvalidArgument("text", "must contain at least one non-whitespace character")
-        if len(request.text) > self.settings.max_text_chars:
+    # -- validation -------------------------------------------------------------------------
+
+    def check_text(self, text: str, limit: int, field: str = "text") -> None:
+        if not text.strip():
+            raise InvalidArgument(field, "must contain at least one non-whitespace character")
+        if len(text) > limit:
+            raise InvalidArgument(field, f"is {len(text)} characters long; the limit is {limit}")
+
+    def check_options(self, spec: ModelSpec, options: ClassifyOptions) -> None:
+        views = spec.views
+        if options.view not in views:
+            offered = ", ".join(v.value for v in views)
             raise InvalidArgument(
-                "text", f"is {len(request.text)} characters long; the limit is {self.settings.max_text_chars}"
+                "options.view", f"model {spec.name} offers {offered}; got {options.view.value}"
             )
+        labels = len(views[options.view].labels)
+        if options.top_k > labels:
+            raise InvalidArgument(
+                "options.top_k", f"must be at most {labels} (labels of the view); got {options.top_k}"
+            )
+        if options.threshold is not None:
+            if spec.problem_type is not ProblemType.MULTI_LABEL:
+                raise InvalidArgument(
+                    "options.threshold",
+                    f"applies to multi-label models only; model {spec.name} is single-label (softmax)",
+                )
+            if not 0.0 <= options.threshold <= 1.0:
+                raise InvalidArgument("options.threshold", f"must be in [0, 1]; got {options.threshold}")
 
-    async def classify(self, request: ClassifyInput, timeout_s: float) -> ClassifyResult:
-        """Classify one text within ``timeout_s`` seconds."""
-        self.validate(request)
-        spec = self.registry.resolve(request.model)
+    def resolve(self, model: str, options: ClassifyOptions) -> Resolved:
+        resolved = self.router.resolve(model, options.model_version)
+        self.check_options(resolved.spec, options)
+        return resolved
+
+    def check_request(self, request: ClassifyInput, resolved: Resolved) -> None:
+        spec, route = resolved.spec, resolved.route
+        self.check_text(request.text, route.max_text_chars)
+        if len(request.speaker) > MAX_SPEAKER_CHARS:
+            raise InvalidArgument(
+                "speaker", f"is {len(request.speaker)} characters long; the limit is {MAX_SPEAKER_CHARS}"
+            )
+        if not request.context:
+            return
+        if spec.context_turns == 0:
+            raise InvalidArgument(
+                "context", f"model {spec.name} reads no conversation context; send no turns"
+            )
+        if request.options.long_text is LongTextMode.CHUNK:
+            raise InvalidArgument("options.long_text_mode", "chunk mode cannot be combined with context")
+        if len(request.context) > self.settings.max_context_turns:
+            raise InvalidArgument(
+                "context", f"has {len(request.context)} turns; the limit is {self.settings.max_context_turns}"
+            )
+        for i, turn in enumerate(request.context):
+            self.check_text(turn.text, route.max_text_chars, f"context[{i}].text")
+            if len(turn.speaker) > MAX_SPEAKER_CHARS:
+                raise InvalidArgument(
+                    f"context[{i}].speaker",
+                    f"is {len(turn.speaker)} characters long; the limit is {MAX_SPEAKER_CHARS}",
+                )
+
+    # -- pipeline ---------------------------------------------------------------------------
+
+    async def _tokenize(
+        self, request: ClassifyInput, spec: ModelSpec
+    ) -> tuple[list[TokenizedText], bool, int]:
+        """Windows to classify, whether text was dropped, and the context turns used."""
+        turns = min(len(request.context), spec.context_turns)
+        if request.options.long_text is LongTextMode.CHUNK:
+
+            def work():
+                return spec.tokenizer.encode_chunks(
+                    request.text, self.settings.chunk_overlap_tokens, self.settings.max_chunks
+                )
+        else:
+            context = format_context(request.context, request.speaker, spec.context_turns) if turns else ""
+
+            def work():
+                encoded = spec.tokenizer.encode(request.text, context)
+                return [encoded], encoded.truncated
+
+        size = len(request.text) + sum(len(t.text) for t in request.context[-turns:] if turns)
+        if size > _THREAD_TOKENIZE_CHARS:
+            windows, dropped = await asyncio.to_thread(work)
+        else:
+            windows, dropped = work()
+        return windows, dropped, turns
+
+    async def classify(
+        self, request: ClassifyInput, deadline: float, resolved: Resolved | None = None
+    ) -> ClassifyResult:
+        """Classify one text before ``deadline`` (monotonic seconds)."""
+        resolved = resolved or self.resolve(request.model, request.options)
+        self.check_request(request, resolved)
+        spec = resolved.spec
         started = time.perf_counter()
-        tokens = spec.tokenizer.encode(request.text)
-        tokenized = time.perf_counter()
-        STAGE_LATENCY.labels("tokenize").observe(tokenized - started)
-        TOKENS.observe(tokens.token_count)
-        if tokens.truncated:
+        windows, dropped, turns = await self._tokenize(request, spec)
+        STAGE_LATENCY.labels("tokenize").observe(time.perf_counter() - started)
+        TOKENS.observe(windows[0].token_count)
+        if dropped:
             TRUNCATED.labels(spec.name).inc()
-        output = await self.backend.infer(
-            spec.name, spec.version, tokens.model_inputs(spec.input_names), timeout_s
-        )
-        inferred = time.perf_counter()
-        STAGE_LATENCY.labels("infer").observe(inferred - tokenized)
-        scores, predicted = label_scores(spec, output.logits)
-        STAGE_LATENCY.labels("postprocess").observe(time.perf_counter() - inferred)
+        batcher = self.batchers.get(spec)
+        outputs = await asyncio.gather(*(batcher.submit(w.input_ids, deadline) for w in windows))
+        post = time.perf_counter()
+        chunk_scores = [scores_of(spec, o.logits) for o in outputs]
+        specials = spec.tokenizer.specials
+        chunks: tuple[ChunkResult, ...] = ()
+        if len(windows) > 1:
+            sizes = [len(w.input_ids) - specials for w in windows]
+            scores = aggregate(spec, chunk_scores, sizes)
+            chunks = tuple(
+                ChunkResult(i, w.first_token, size, decide(spec, s, request.options))
+                for i, (w, size, s) in enumerate(zip(windows, sizes, chunk_scores, strict=True))
+            )
+        else:
+            scores = chunk_scores[0]
+        scored = decide(spec, scores, request.options)
+        STAGE_LATENCY.labels("postprocess").observe(time.perf_counter() - post)
         return ClassifyResult(
-            scores=scores,
-            predicted=predicted,
+            scored=scored,
             problem_type=spec.problem_type,
-            token_count=tokens.token_count,
-            truncated=tokens.truncated,
+            token_count=windows[0].token_count,
+            truncated=dropped,
             max_tokens=spec.max_tokens,
             model=spec.name,
-            model_version=output.model_version,
+            model_version=outputs[0].model_version,
+            view=request.options.view,
+            chunks=chunks,
+            chunk_count=len(windows),
+            aggregated=len(windows) > 1,
+            context_turns=turns,
         )
+
+    async def classify_batch(
+        self, texts: Sequence[str], model: str, options: ClassifyOptions, deadline: float
+    ) -> list[ClassifyResult | GatewayError]:
+        """Classify every text with one routed model; per-text failures are returned in place."""
+        resolved = self.resolve(model, options)
+        limit = resolved.route.max_batch_texts
+        if not texts:
+            raise InvalidArgument("texts", "must hold at least one text")
+        if len(texts) > limit:
+            raise InvalidArgument("texts", f"holds {len(texts)} texts; the limit is {limit}")
+        # All or nothing: a batch that cannot be queued whole is refused rather than half-served.
+        self.batchers.get(resolved.spec).reserve_check(len(texts))
+
+        async def one(i: int, text: str) -> ClassifyResult | GatewayError:
+            try:
+                return await self.classify(ClassifyInput(text, model, options), deadline, resolved)
+            except InvalidArgument as exc:
+                return InvalidArgument(f"texts[{i}]", exc.message.split(": ", 1)[1])
+            except GatewayError as exc:
+                return exc
+
+        return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(texts))))
+
+    async def close(self) -> None:
+        await self.batchers.close()

@@ -28,17 +28,43 @@ class Settings:
     # TLS); empty: none.
     health_listen: str = ""
     triton_url: str = "127.0.0.1:8001"
+    # "triton" (gRPC to triton_url) or "embedded" (ONNX Runtime in this process, same graphs).
+    backend: str = "triton"
     model_repository: Path = DEFAULT_MODEL_REPOSITORY
-    models: tuple[str, ...] = ()  # empty: every model in the model repository
+    # Routing file (TOML, see gateway/routing.py), hot-reloaded; empty: every model in the
+    # repository under its own name, aliases default/stable -> default_model.
+    routing_file: str = ""
+    routing_poll_s: float = 2.0
+    models: tuple[str, ...] = ()  # without a routing file: models to serve (empty: all)
     default_model: str = "goemotions"
+    stream_model: str = "conversation"  # model (or alias) of ClassifyStream messages naming none
     max_text_chars: int = 10_000
+    max_batch_texts: int = 256
+    max_context_turns: int = 64
+    stream_history_turns: int = 16  # turns kept per conversation of a stream
+    stream_max_conversations: int = 1024  # per stream; the least recently used is forgotten
+    stream_max_pending: int = 128  # messages of one stream being classified at once
+    max_chunks: int = 16
+    chunk_overlap_tokens: int = 32
     default_timeout_s: float = 10.0
-    max_message_bytes: int = 4 * 1024 * 1024
+    # A full ClassifyBatch (256 texts x 10,000 characters, up to 4 bytes each) exceeds gRPC's 4 MiB default.
+    max_message_bytes: int = 16 * 1024 * 1024
+    # Micro-batching across concurrent requests (per model version).
+    batch_max_texts: int = 64
+    batch_token_budget: int = 8192  # padded tokens per batch
+    batch_wait_ms: float = 2.0  # longest a sequence waits for its batch to fill
+    batch_max_inflight: int = 2  # batches of one model at the backend at once
+    queue_max_texts: int = 2048  # sequences waiting per model; beyond: RESOURCE_EXHAUSTED
+    retry_after_ms: int = 100  # back-off suggested to clients on RESOURCE_EXHAUSTED
+    pad_to_buckets: bool = False  # pad batches to the model's length buckets (GPU flavour)
+    backend_retries: int = 2  # retries of an inference call after UNAVAILABLE
+    backend_threads: int = 0  # embedded backend: ONNX Runtime intra-op threads (0: per core)
     metrics_port: int = 9090
     health_poll_s: float = 2.0
     shutdown_grace_s: float = 10.0
     # Request text is private: no log line of the gateway ever contains it.
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one JSON object per line
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
@@ -47,6 +73,23 @@ class Settings:
             raise ValueError(f"default model {self.default_model!r} is not among served models {self.models}")
         if self.max_text_chars < 1 or self.default_timeout_s <= 0 or self.max_message_bytes < 1024:
             raise ValueError("max_text_chars, default_timeout_s and max_message_bytes must be positive")
+        if self.backend not in ("triton", "embedded"):
+            raise ValueError(f"backend must be triton or embedded, not {self.backend!r}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
+        positive = ("max_batch_texts", "batch_max_texts", "batch_token_budget", "batch_max_inflight",
+                    "queue_max_texts", "max_chunks", "stream_history_turns", "stream_max_conversations",
+                    "stream_max_pending")  # fmt: skip
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.queue_max_texts < self.max_batch_texts:
+            raise ValueError(
+                f"queue_max_texts ({self.queue_max_texts}) must hold a whole batch call (max_batch_texts "
+                f"{self.max_batch_texts})"
+            )
+        if self.batch_wait_ms < 0 or self.chunk_overlap_tokens < 0 or self.backend_retries < 0:
+            raise ValueError("batch_wait_ms, chunk_overlap_tokens and backend_retries must not be negative")
 
 
 _HELP = {
@@ -55,20 +98,52 @@ _HELP = {
     "tls_key_file": "PEM private key for TLS on the listen port",
     "health_listen": "host:port of an extra plaintext port with only grpc.health.v1 (for probes)",
     "triton_url": "Triton gRPC endpoint host:port",
+    "backend": "inference backend: triton (gRPC to --triton-url) or embedded (ONNX Runtime in process)",
     "model_repository": "Triton model repository holding each model's tokenizer, labels and metadata",
-    "models": "comma-separated model names to serve (empty: every model in the repository)",
-    "default_model": "model used when a request names none",
-    "max_text_chars": "longest accepted text, in characters",
+    "routing_file": "TOML routing file (models, versions, aliases, canary weights, limits); hot-reloaded",
+    "routing_poll_s": "seconds between checks of the routing file for changes",
+    "models": "without a routing file: comma-separated model names to serve (empty: all in the repository)",
+    "default_model": "without a routing file: model of the default alias",
+    "stream_model": "model or alias used by ClassifyStream messages that name none",
+    "max_text_chars": "longest accepted text, in characters (a routing file can set it per model)",
+    "max_batch_texts": "most texts per ClassifyBatch call (a routing file can set it per model)",
+    "max_context_turns": "most context turns accepted in one Classify request",
+    "stream_history_turns": "earlier turns kept per conversation of a stream",
+    "stream_max_conversations": "conversations remembered per stream (least recently used forgotten)",
+    "stream_max_pending": "messages of one stream classified at once (the stream is not read beyond)",
+    "max_chunks": "most windows classified per text in chunk mode",
+    "chunk_overlap_tokens": "tokens shared by consecutive windows in chunk mode",
     "default_timeout_s": "deadline applied when a client sends none, in seconds",
-    "max_message_bytes": "largest gRPC message accepted or sent, in bytes",
+    "max_message_bytes": "largest gRPC message accepted or sent, in bytes (client and Triton side too)",
+    "batch_max_texts": "most sequences per batch sent to the backend",
+    "batch_token_budget": "most padded tokens (sequences x padded length) per batch",
+    "batch_wait_ms": "longest a sequence waits for more to batch with, in milliseconds",
+    "batch_max_inflight": "batches of one model version at the backend at the same time",
+    "queue_max_texts": "sequences queued per model version before RESOURCE_EXHAUSTED",
+    "retry_after_ms": "back-off suggested in the retry-after-ms trailer of RESOURCE_EXHAUSTED",
+    "pad_to_buckets": "pad batches to the model's length buckets (for backends without ragged batching)",
+    "backend_retries": "retries of an inference call that failed with UNAVAILABLE",
+    "backend_threads": "embedded backend: ONNX Runtime intra-op threads (0: one per core)",
     "metrics_port": "Prometheus metrics HTTP port (0 disables)",
     "health_poll_s": "seconds between readiness checks of Triton and the models",
     "shutdown_grace_s": "seconds in-flight requests get to finish on SIGTERM",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_format": "text or json (one JSON object per line); request text is never logged",
 }
 
 
+def _boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
 def _converter(default: object):
+    if isinstance(default, bool):
+        return _boolean
     if isinstance(default, tuple):
         return lambda v: tuple(x.strip() for x in v.split(",") if x.strip())
     return type(default)

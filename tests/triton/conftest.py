@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import grpc
 import pytest
 
 from emotionaware.tritonserver import TritonServer
 from emotionaware.v1 import emotion_pb2_grpc
-from export.cli import MODELS_DIR, export_source
-from export.source import from_artifact, from_hf_checkpoint
-from export.triton_repo import CpuOptions
 from gateway.server import GatewayServer
 from gateway.settings import Settings
-from tests.helpers import make_user_checkpoint
 
 
 def group_alive(pgid: int) -> bool:
@@ -26,44 +21,6 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-@dataclass(frozen=True)
-class Exports:
-    repo: Path
-    gpu_repo: Path
-    checkpoint: Path
-
-
-@pytest.fixture(scope="session")
-def exports(tmp_path_factory, data_dir) -> Exports:
-    """Export the committed artifact and a user checkpoint (parity-checked) into fresh repositories."""
-    root = tmp_path_factory.mktemp("exports")
-    repo, gpu_repo = root / "model_repository", root / "model_repository_gpu"
-    checkpoint = make_user_checkpoint(root / "user-checkpoint")
-    export_source(
-        from_artifact(MODELS_DIR / "goemotions"),
-        repo,
-        gpu_repo,
-        data_dir,
-        parity_texts=128,
-        cpu=CpuOptions(intra_op_threads=2),
-    )
-    # The user model is served in fp32: its scores do not depend on what it is batched with.
-    export_source(
-        from_hf_checkpoint(checkpoint, "tiny-user-model"),
-        repo,
-        gpu_repo,
-        data_dir,
-        parity_texts=128,
-        cpu=CpuOptions(intra_op_threads=2, served_graph="fp32"),
-    )
-    return Exports(repo, gpu_repo, checkpoint)
-
-
-@pytest.fixture(scope="session")
-def exported_repo(exports) -> Path:
-    return exports.repo
 
 
 @pytest.fixture(scope="session")

@@ -37,14 +37,16 @@ def test_sentences_are_not_in_the_training_data(data_dir):
 
 @pytest.mark.parametrize(("text", "expected", "k"), CASES, ids=[c[0][:30] for c in CASES])
 async def test_real_predictions(stub, text, expected, k):
-    reply = await stub.Classify(emotion_pb2.ClassifyRequest(text=text), timeout=10)
-    top = [s.label for s in reply.scores[:k]]
+    options = emotion_pb2.ClassifyOptions(top_k=k)
+    reply = await stub.Classify(emotion_pb2.ClassifyRequest(text=text, options=options), timeout=10)
+    top = [s.label for s in reply.scores]
     assert expected & set(top), f"{text!r}: top {k} = {top}, expected one of {sorted(expected)}"
 
 
 async def test_response_shape_from_triton(stub):
+    options = emotion_pb2.ClassifyOptions(return_all_scores=True)
     reply = await stub.Classify(
-        emotion_pb2.ClassifyRequest(text="Thank you so much for your help!"), timeout=10
+        emotion_pb2.ClassifyRequest(text="Thank you so much for your help!", options=options), timeout=10
     )
     assert len(reply.scores) == 28 and len({s.label for s in reply.scores}) == 28
     assert reply.score_type == emotion_pb2.SCORE_TYPE_SIGMOID
@@ -98,8 +100,9 @@ async def test_a_user_checkpoint_is_served_without_code_changes(stub):
     """The exported Hugging Face checkpoint (single-label: softmax) answers through the same API."""
     from tests.helpers import TINY_LABELS
 
+    options = emotion_pb2.ClassifyOptions(return_all_scores=True)
     reply = await stub.Classify(
-        emotion_pb2.ClassifyRequest(text="hello there", model="tiny-user-model"), timeout=10
+        emotion_pb2.ClassifyRequest(text="hello there", model="tiny-user-model", options=options), timeout=10
     )
     assert reply.model == "tiny-user-model" and reply.model_version == "1"
     assert reply.score_type == emotion_pb2.SCORE_TYPE_SOFTMAX

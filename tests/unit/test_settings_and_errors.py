@@ -51,7 +51,7 @@ def test_invalid_settings_exit_with_a_message(argv, env, capsys):
     [
         (InvalidArgument("text", "too long"), grpc.StatusCode.INVALID_ARGUMENT),
         (ModelNotFound("no such model"), grpc.StatusCode.NOT_FOUND),
-        (Overloaded("queue full"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (Overloaded("queue full", 100), grpc.StatusCode.RESOURCE_EXHAUSTED),
         (BackendUnavailable("down"), grpc.StatusCode.UNAVAILABLE),
         (DeadlineExceeded("late"), grpc.StatusCode.DEADLINE_EXCEEDED),
         (InternalError(), grpc.StatusCode.INTERNAL),
@@ -71,3 +71,48 @@ def test_unknown_exceptions_become_internal_without_details():
 
 def test_invalid_argument_names_the_field():
     assert InvalidArgument("text", "is 12 characters long; the limit is 10").message.startswith("text: ")
+
+
+def test_new_settings_parse_from_flags_and_environment():
+    settings = load_settings(
+        ["--backend", "embedded", "--batch-wait-ms", "5"],
+        {"EMOTIONAWARE_PAD_TO_BUCKETS": "true", "EMOTIONAWARE_LOG_FORMAT": "json"},
+    )
+    assert settings.backend == "embedded" and settings.batch_wait_ms == 5.0
+    assert settings.pad_to_buckets is True and settings.log_format == "json"
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        (["--backend", "tpu"], {}, "backend must be triton or embedded"),
+        ([], {"EMOTIONAWARE_PAD_TO_BUCKETS": "maybe"}, "expected true or false"),
+        (["--queue-max-texts", "0"], {}, "queue_max_texts must be at least 1"),
+        (["--log-format", "xml"], {}, "log_format must be text or json"),
+    ],
+)
+def test_bad_new_settings_are_refused_with_the_reason(argv, environ, message, capsys):
+    with pytest.raises(SystemExit):
+        load_settings(argv, environ)
+    assert message in capsys.readouterr().err
+
+
+def test_json_logs_are_one_object_per_line(capsys):
+    import json
+    import logging
+
+    from gateway.server import configure_logging
+
+    configure_logging(Settings(log_format="json"))
+    logging.getLogger("gateway").info("routing reloaded")
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    record = json.loads(line)
+    assert (
+        record["message"] == "routing reloaded" and record["level"] == "INFO" and record["name"] == "gateway"
+    )
+    configure_logging(Settings())
+
+
+def test_the_queue_must_hold_a_whole_batch_call():
+    with pytest.raises(ValueError, match=r"queue_max_texts \(100\) must hold a whole batch call"):
+        Settings(queue_max_texts=100, max_batch_texts=256)

@@ -1,0 +1,59 @@
+"""The command-line client calls every rpc of the in-process gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+
+async def cli(target: str, *args: str, stdin: str = "") -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.client_cli", "--target", target, *args,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout=60)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_cli_classify_with_view_and_context(gateway):
+    settings, _ = gateway
+    code, out, _ = await cli(
+        settings.listen, "classify", "--view", "sentiment", "Thank you so much for your help!"
+    )
+    assert code == 0 and out.splitlines()[1] == "predicted: positive"
+    code, out, _ = await cli(
+        settings.listen, "classify", "--model", "conversation", "--speaker", "bob",
+        "--context", "ann:I got the job!", "--json", "No way!",
+    )  # fmt: skip
+    reply = json.loads(out)
+    assert code == 0 and reply["model"] == "conversation" and reply["context_turns"] == 1
+
+
+async def test_cli_batch_stream_and_models(gateway):
+    settings, _ = gateway
+    code, out, _ = await cli(settings.listen, "batch", stdin="I love it\n\nThis is so scary\n")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("[0] model goemotions") and lines[1] == "predicted: love"
+    assert any(line.startswith("[1] model goemotions") for line in lines)
+    messages = [{"conversation_id": "a", "speaker": "x", "text": "I got the job!"},
+                {"conversation_id": "a", "speaker": "y", "text": "Congratulations!"}]  # fmt: skip
+    code, out, _ = await cli(
+        settings.listen, "stream", "--json", stdin="\n".join(json.dumps(m) for m in messages)
+    )
+    replies = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["result"].get("context_turns", 0) for r in replies] == [0, 1]
+    code, out, _ = await cli(settings.listen, "models")
+    assert code == 0 and [m["name"] for m in json.loads(out)["models"]] == [
+        "conversation",
+        "goemotions",
+        "tiny-user-model",
+    ]
+    code, out, _ = await cli(settings.listen, "model", "stable")
+    assert code == 0 and json.loads(out)["model"]["name"] == "goemotions"
+
+
+async def test_cli_reports_errors_with_the_status(gateway):
+    settings, _ = gateway
+    code, _, err = await cli(settings.listen, "classify", "--model", "nope", "hi")
+    assert code == 2 and err.startswith("error: NOT_FOUND: model 'nope' is not served")
