@@ -133,6 +133,7 @@ def cpu_config(source: ExportSource, options: CpuOptions, graph_file: str) -> mc
         "intra_op_threads": str(options.intra_op_threads),
         "pad_token_id": str(source.pad_token_id),
         "max_positions": str(source.max_length),
+        "length_buckets": ",".join(str(b) for b in buckets_for(source.max_length)),
     }.items():
         config.parameters[key].string_value = value
     _add_warmup(config, source)

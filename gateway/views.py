@@ -9,6 +9,7 @@ of member probabilities and the top coarse label is predicted.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -43,9 +44,9 @@ def _identity(labels: Sequence[str]) -> ViewMap:
     return ViewMap(tuple(labels), tuple((i,) for i in range(len(labels))))
 
 
-def views_for(labels: Sequence[str]) -> dict[View, ViewMap]:
-    """Every view a model with these labels offers (NATIVE always)."""
-    labels = tuple(labels)
+@functools.lru_cache(maxsize=64)  # per label set, not per request (the profile showed it)
+def views_for(labels: tuple[str, ...]) -> dict[View, ViewMap]:
+    """Every view a model with these labels offers (NATIVE always). Callers must not mutate it."""
     views = {View.NATIVE: _identity(labels)}
     if set(labels) == set(GOEMOTIONS_LABELS):
         views[View.GOEMOTIONS] = _identity(labels)

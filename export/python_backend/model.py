@@ -13,6 +13,7 @@ Parameters (``config.pbtxt``):
   intra_op_threads   ONNX Runtime intra-op threads (0 = one per physical core)
   pad_token_id       id used to pad input_ids (default 0)
   max_positions      longest accepted sequence (default 512)
+  length_buckets     comma-separated token lengths; requests in different buckets run separately
 """
 
 import json
@@ -43,6 +44,8 @@ class TritonPythonModel:
         self.pad_values = {name: 0 for name in self.input_names}
         self.pad_values["input_ids"] = int(params.get("pad_token_id", "0"))
         self.max_positions = int(params.get("max_positions", "512"))
+        buckets = params.get("length_buckets", "16,32,64,128,256,512")
+        self.buckets = sorted(int(b) for b in buckets.split(",") if b.strip())
 
     def _check(self, tensors):
         shapes = {name: list(t.shape) for name, t in tensors.items()}
@@ -63,21 +66,31 @@ class TritonPythonModel:
                 responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(problem))
             else:
                 accepted.append((i, tensors))
-        if accepted:
-            rows = sum(t["input_ids"].shape[0] for _, t in accepted)
-            width = max(t["input_ids"].shape[1] for _, t in accepted)
-            batch = {n: np.full((rows, width), self.pad_values[n], dtype=np.int64) for n in self.input_names}
-            row = 0
-            for _, tensors in accepted:
-                n, length = tensors["input_ids"].shape
-                for name, array in tensors.items():
-                    batch[name][row : row + n, :length] = array
-                row += n
-            logits = self.session.run(["logits"], batch)[0]
-            row = 0
-            for i, tensors in accepted:
-                n = tensors["input_ids"].shape[0]
-                out = pb_utils.Tensor("logits", logits[row : row + n].astype(np.float32))
-                responses[i] = pb_utils.InferenceResponse(output_tensors=[out])
-                row += n
+        # Requests of very different lengths are run separately: padding a 10-token text to
+        # 120 tokens costs more than one more (smaller) run.
+        groups = {}
+        for i, tensors in accepted:
+            width = tensors["input_ids"].shape[1]
+            bucket = next((b for b in self.buckets if width <= b), width)
+            groups.setdefault(bucket, []).append((i, tensors))
+        for group in groups.values():
+            self._run(group, responses)
         return responses
+
+    def _run(self, group, responses):
+        rows = sum(t["input_ids"].shape[0] for _, t in group)
+        width = max(t["input_ids"].shape[1] for _, t in group)
+        batch = {n: np.full((rows, width), self.pad_values[n], dtype=np.int64) for n in self.input_names}
+        row = 0
+        for _, tensors in group:
+            n, length = tensors["input_ids"].shape
+            for name, array in tensors.items():
+                batch[name][row : row + n, :length] = array
+            row += n
+        logits = self.session.run(["logits"], batch)[0]
+        row = 0
+        for i, tensors in group:
+            n = tensors["input_ids"].shape[0]
+            out = pb_utils.Tensor("logits", logits[row : row + n].astype(np.float32))
+            responses[i] = pb_utils.InferenceResponse(output_tensors=[out])
+            row += n

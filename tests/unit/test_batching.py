@@ -59,8 +59,11 @@ async def test_concurrent_sequences_share_batches_by_length_bucket():
     outputs = await run_all(batcher, lengths)
     assert [int(o.logits[0]) for o in outputs] == lengths  # every caller got its own row
     shapes = sorted(b["input_ids"].shape for b in backend.batches)
-    # One batch per length bucket (<=16 and 65..128), each padded to its longest sequence.
-    assert shapes == [(2, 100), (5, 16)]
+    # Fine length buckets, topped up from neighbouring lengths while padding stays under 25%:
+    # 3/5/7 tokens together; 12 with 16; 90 with 100. Each batch is padded to its longest.
+    assert shapes == [(2, 16), (2, 100), (3, 7)]
+    for b in backend.batches:
+        assert b["attention_mask"].sum() >= 0.75 * b["attention_mask"].size or b["input_ids"].shape[0] == 3
     await batcher.close()
 
 
@@ -68,7 +71,7 @@ async def test_padding_is_to_the_longest_or_to_the_bucket():
     backend = RecordingBackend()
     batcher = MicroBatcher(backend, make_spec(), Settings(pad_to_buckets=True))
     await run_all(batcher, [20])
-    assert backend.batches[0]["input_ids"].shape == (1, 32)
+    assert backend.batches[0]["input_ids"].shape == (1, 32)  # the model's bucket, as Triton's ORT needs
     assert backend.batches[0]["attention_mask"].sum() == 20
     await batcher.close()
 
@@ -110,4 +113,28 @@ async def test_idle_backend_gets_a_lone_sequence_without_waiting():
     started = time.monotonic()
     await run_all(batcher, [4])
     assert time.monotonic() - started < 0.2
+    await batcher.close()
+
+
+async def test_a_scheduling_fault_fails_the_queue_instead_of_hanging_it(monkeypatch):
+    from gateway.errors import InternalError
+
+    backend = RecordingBackend()
+    batcher = MicroBatcher(backend, make_spec(), Settings())
+
+    def broken(now):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(batcher, "_pick", broken)
+    with pytest.raises(InternalError):
+        await asyncio.wait_for(batcher.submit(ids(4), time.monotonic() + 5), timeout=2)
+    await batcher.close()
+
+
+async def test_similar_lengths_from_other_buckets_fill_a_batch():
+    backend = RecordingBackend(delay_s=0.05)
+    batcher = MicroBatcher(backend, make_spec(), Settings(batch_wait_ms=20))
+    await run_all(batcher, [18, 20, 22, 23, 25, 60])  # buckets 20, 20, 24, 24, 28, 64
+    widths = sorted(tuple(b["attention_mask"].sum(axis=1)) for b in backend.batches)
+    assert widths == [(18, 20, 22, 23, 25), (60,)]
     await batcher.close()

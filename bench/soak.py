@@ -1,0 +1,96 @@
+"""``make perf-soak``: the gateway's memory over a long run at 80% of its peak throughput.
+
+Starts Triton and the gateway, measures the peak unary throughput (concurrency 16, 15 s),
+then sends an open-loop load at 80% of it for ``--minutes`` while sampling the gateway's
+resident memory every 10 s. The first minute is warm-up; growth is measured from its end.
+Writes ``bench/results/<date>-<host>-soak.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from bench import gateway_load
+from bench.run import OUT_DIR, RESULTS_DIR, machine, start_gateway
+from emotionaware.tritonserver import TritonServer
+from gateway.settings import DEFAULT_MODEL_REPOSITORY
+from train.data import DEFAULT_DATA_DIR, load_goemotions
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-repository", type=Path, default=DEFAULT_MODEL_REPOSITORY)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    texts = [e.text for e in load_goemotions(args.data_dir).test[:2000]]
+    samples: list[tuple[float, float]] = []
+    with TritonServer(args.model_repository, log_path=OUT_DIR / "triton-soak.log") as triton:
+        triton.wait_ready()
+        gateway, target = start_gateway(triton.grpc_url, args.model_repository, OUT_DIR / "gateway-soak.log")
+        try:
+            peak = asyncio.run(gateway_load.unary(target, texts, 16, 15)).texts_per_s
+            rate = 0.8 * peak
+            print(
+                f"peak {peak:.0f} texts/s; soaking at {rate:.0f} texts/s for {args.minutes} min",
+                file=sys.stderr,
+            )
+            samples.append((0.0, rss_mib(gateway.pid)))
+            result = asyncio.run(gateway_load.paced(
+                target, texts, rate, args.minutes * 60,
+                on_tick=lambda t: samples.append((round(t), rss_mib(gateway.pid))),
+            ))  # fmt: skip
+            samples.append((round(args.minutes * 60), rss_mib(gateway.pid)))
+        finally:
+            gateway.terminate()
+            gateway.wait(timeout=30)
+    warm = [mib for t, mib in samples if t >= 60] or [samples[-1][1]]
+    growth = (warm[-1] - warm[0]) / warm[0]
+    report = {
+        "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "minutes": args.minutes,
+        "peak_texts_per_s": round(peak, 1), "rate": round(rate, 1), "load": result.summary(),
+        "rss_mib": samples, "rss_after_warmup_mib": round(warm[0], 1), "rss_end_mib": round(warm[-1], 1),
+        "rss_max_mib": round(max(m for _, m in samples), 1), "growth": round(growth, 4),
+    }  # fmt: skip
+    m = report["machine"]
+    lines = [
+        f"# Gateway memory soak, {report['date']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB. Model `goemotions` behind the bundled "
+        f"Triton. Peak unary throughput {peak:.0f} texts/s (concurrency 16); soak at {rate:.0f} texts/s "
+        f"(80%) for {args.minutes:g} minutes, open loop.",
+        "",
+        f"- Served: {result.texts} calls, p50 {result.percentile(50):.1f} ms, p99 {result.percentile(99):.1f} ms, "
+        f"errors {result.errors or 0}.",
+        f"- Gateway RSS: {samples[0][1]:.0f} MiB at start, {warm[0]:.0f} MiB after the first minute, "
+        f"{warm[-1]:.0f} MiB at the end, {report['rss_max_mib']:.0f} MiB at most: growth after warm-up "
+        f"{100 * growth:+.1f}% (target: within 10%).",
+        "",
+        "| second | RSS MiB |",
+        "|---:|---:|",
+        *[f"| {t:.0f} | {mib:.1f} |" for t, mib in samples],
+        "",
+    ]
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"{time.strftime('%Y-%m-%d')}-{m['host']}-soak"
+    stem.with_suffix(".md").write_text("\n".join(lines))
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    print("\n".join(lines[:8]))
+
+
+if __name__ == "__main__":
+    main()
