@@ -55,32 +55,17 @@ def exports(tmp_path_factory, data_dir) -> Exports:
         return Exports(root / "model_repository", root / "model_repository_gpu", root / "user-checkpoint")
     repo, gpu_repo = root / "model_repository", root / "model_repository_gpu"
     checkpoint = make_user_checkpoint(root / "user-checkpoint")
-    export_source(
-        from_artifact(MODELS_DIR / "goemotions"),
-        repo,
-        gpu_repo,
-        data_dir,
-        parity_texts=128,
-        cpu=CpuOptions(intra_op_threads=2),
-    )
     # The user model is served in fp32: its scores do not depend on what it is batched with.
-    export_source(
-        from_hf_checkpoint(checkpoint, "tiny-user-model"),
-        repo,
-        gpu_repo,
-        data_dir,
-        parity_texts=128,
-        cpu=CpuOptions(intra_op_threads=2, served_graph="fp32"),
-    )
-    if (MODELS_DIR / "conversation").is_dir():
-        export_source(
-            from_artifact(MODELS_DIR / "conversation"),
-            repo,
-            gpu_repo,
-            data_dir,
-            parity_texts=128,
-            cpu=CpuOptions(intra_op_threads=2),
-        )
+    sources = [
+        (from_artifact(MODELS_DIR / "goemotions"), CpuOptions(intra_op_threads=2)),
+        (
+            from_hf_checkpoint(checkpoint, "tiny-user-model"),
+            CpuOptions(intra_op_threads=2, served_graph="fp32"),
+        ),
+        (from_artifact(MODELS_DIR / "conversation"), CpuOptions(intra_op_threads=2)),
+    ]
+    for source, cpu in sources:
+        export_source(source, repo, gpu_repo, data_dir, parity_texts=128, cpu=cpu)
     if reuse:
         (root / "done").touch()
     return Exports(repo, gpu_repo, checkpoint)

@@ -48,8 +48,14 @@ def eval_main(argv: list[str] | None = None) -> None:
     from train.evaluate import evaluate
 
     metrics = evaluate(args.model_dir or MODELS_DIR / args.model, args.data_dir)
-    test = metrics["test"]
-    print(
-        f"test macro-F1 {test['macro_f1']:.4f}  micro-F1 {test['micro_f1']:.4f}  "
-        f"ekman macro-F1 {test['views']['ekman']['macro_f1']:.4f}"
-    )
+    print(headline(metrics["test"]))
+
+
+def headline(test: dict) -> str:
+    """One line with a split's main metrics, whichever kind of model produced them."""
+    parts = [f"{name} {test[key]:.4f}" for key, name in
+             (("macro_f1", "macro-F1"), ("micro_f1", "micro-F1"), ("weighted_f1", "weighted-F1"),
+              ("accuracy", "accuracy")) if key in test]  # fmt: skip
+    if "ekman" in test.get("views", {}):
+        parts.append(f"ekman macro-F1 {test['views']['ekman']['macro_f1']:.4f}")
+    return "test " + "  ".join(parts)

@@ -28,14 +28,20 @@ def multi_hot(examples: list[MultiLabelExample], num_labels: int) -> np.ndarray:
     return targets
 
 
-def evaluate_goemotions(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> dict:
-    """Tune thresholds on dev, report dev and test; writes thresholds.json and metrics.json."""
+def load_for_eval(model_dir: Path, data_dir: Path, loader):
+    """The rebuilt model, its manifest, the gateway's tokenizer for it, and its dataset."""
     model, manifest = load_artifact(model_dir)
     # The gateway's tokenizer: metrics describe exactly what serving feeds the model.
     tokenizer = TextTokenizer(base_model_path(manifest.base) / "tokenizer.json", manifest.max_length)
-    data = load_goemotions(data_dir)
+    data = loader(data_dir)
     if tuple(data.labels) != manifest.labels:
         raise ValueError("dataset label list differs from the artifact's")
+    return model, manifest, tokenizer, data
+
+
+def evaluate_goemotions(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> dict:
+    """Tune thresholds on dev, report dev and test; writes thresholds.json and metrics.json."""
+    model, manifest, tokenizer, data = load_for_eval(model_dir, data_dir, load_goemotions)
 
     def scores(examples: list[MultiLabelExample]) -> tuple[np.ndarray, np.ndarray, float]:
         encoded = [tokenizer.encode(e.text) for e in examples]
@@ -71,11 +77,7 @@ def evaluate_goemotions(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> d
 
 def evaluate_meld(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> dict:
     """Softmax model on MELD with dialogue context: the top label is the prediction."""
-    model, manifest = load_artifact(model_dir)
-    tokenizer = TextTokenizer(base_model_path(manifest.base) / "tokenizer.json", manifest.max_length)
-    data = load_meld(data_dir)
-    if tuple(data.labels) != manifest.labels:
-        raise ValueError("dataset label list differs from the artifact's")
+    model, manifest, tokenizer, data = load_for_eval(model_dir, data_dir, load_meld)
 
     def report(examples: list[ConversationExample]) -> dict:
         encoded = [

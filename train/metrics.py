@@ -35,6 +35,19 @@ def tune_thresholds(probs: np.ndarray, targets: np.ndarray, floor: float = 0.02)
     return thresholds
 
 
+def per_label(labels: Sequence[str], p, r, f, support) -> dict:
+    """Precision, recall, F1 and support of each label (arrays from precision_recall_fscore_support)."""
+    return {
+        label: {
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": int(support[i]),
+        }
+        for i, label in enumerate(labels)
+    }
+
+
 def project(matrix: np.ndarray, groups: Mapping[str, Sequence[int]]) -> np.ndarray:
     """Project a (n, fine) 0/1 or score matrix onto coarse labels by taking the max."""
     return np.stack([matrix[:, list(idx)].max(axis=1) for idx in groups.values()], axis=1)
@@ -59,15 +72,7 @@ def multilabel_report(
         "macro_f1_at_0.5": float(
             f1_score(targets, (probs >= 0.5).astype(int), average="macro", zero_division=0)
         ),
-        "per_label": {
-            label: {
-                "precision": float(p[i]),
-                "recall": float(r[i]),
-                "f1": float(f[i]),
-                "support": int(support[i]),
-            }
-            for i, label in enumerate(labels)
-        },
+        "per_label": per_label(labels, p, r, f, support),
         "views": {},
     }
     for name, mapping in views.items():
@@ -92,14 +97,6 @@ def singlelabel_report(probs: np.ndarray, targets: np.ndarray, labels: Sequence[
         "weighted_f1": float(f1_score(targets, preds, labels=classes, average="weighted", zero_division=0)),
         "macro_f1": float(f1_score(targets, preds, labels=classes, average="macro", zero_division=0)),
         "accuracy": float((preds == targets).mean()),
-        "per_label": {
-            label: {
-                "precision": float(p[i]),
-                "recall": float(r[i]),
-                "f1": float(f[i]),
-                "support": int(support[i]),
-            }
-            for i, label in enumerate(labels)
-        },
+        "per_label": per_label(labels, p, r, f, support),
         "confusion_matrix": confusion_matrix(targets, preds, labels=classes).tolist(),
     }
