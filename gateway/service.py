@@ -130,7 +130,8 @@ class EmotionService:
                 encoded = spec.tokenizer.encode(request.text, context)
                 return [encoded], encoded.truncated
 
-        size = len(request.text) + sum(len(t.text) for t in request.context[-turns:] if turns)
+        used = request.context[len(request.context) - turns :]
+        size = len(request.text) + sum(len(t.text) for t in used)
         if size > _THREAD_TOKENIZE_CHARS:
             windows, dropped = await asyncio.to_thread(work)
         else:
