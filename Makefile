@@ -25,7 +25,7 @@ export EMOTIONAWARE_DATA_DIR := $(abspath $(DATA_DIR))
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: MODEL=$(MODEL) (train/eval), DATA_DIR=$(DATA_DIR)"
+	@echo "  variables: MODEL=$(MODEL) (train/eval), OUT= (train: artifact folder, default models/MODEL), DATA_DIR=$(DATA_DIR)"
 
 setup: $(STAMP) ## venv, pinned packages, Triton server + python-backend stub, perf_analyzer libs
 $(STAMP): pyproject.toml constraints.txt scripts/setup-tools.sh
@@ -41,7 +41,7 @@ $(PROTO_OUT): $(PROTO_SRC) | $(STAMP)
 	$(PY) -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTO_SRC)
 
 train: $(STAMP) ## fine-tune MODEL from train/configs/$(MODEL).toml into models/$(MODEL) (2 CPU cores: ~30 min)
-	$(VENV)/bin/emotionaware-train --model $(MODEL) --data-dir $(DATA_DIR)
+	$(VENV)/bin/emotionaware-train --model $(MODEL) --data-dir $(DATA_DIR) $(if $(OUT),--out $(OUT))
 
 eval: $(STAMP) ## recompute models/$(MODEL)/metrics.json from the committed artifact
 	$(VENV)/bin/emotionaware-eval --model $(MODEL) --data-dir $(DATA_DIR)
