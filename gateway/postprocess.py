@@ -45,7 +45,7 @@ def decide(spec: ModelSpec, scores: np.ndarray, options: ClassifyOptions) -> Sco
         predicted[int(np.argmax(scores))] = True
     view = spec.views[options.view]
     labels = view.labels
-    if any(len(m) != 1 or m[0] != i for i, m in enumerate(view.members)):
+    if not view.is_identity:
         scores, predicted = project(view, scores, predicted, spec.problem_type)
         if options.threshold is not None and spec.problem_type is ProblemType.MULTI_LABEL:
             thresholds = np.full(scores.shape, options.threshold)

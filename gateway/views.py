@@ -34,6 +34,10 @@ class ViewMap:
     labels: tuple[str, ...]
     members: tuple[tuple[int, ...], ...]
 
+    @property
+    def is_identity(self) -> bool:
+        return all(m == (i,) for i, m in enumerate(self.members))
+
 
 def _mapping(labels: Sequence[str], mapping: Mapping[str, Sequence[str]]) -> ViewMap:
     groups = group_indices(labels, mapping)
