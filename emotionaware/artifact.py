@@ -66,6 +66,9 @@ class ArtifactManifest:
     # Conversation models: how many earlier turns the model reads as a second segment
     # (emotionaware.context.format_context); 0 for models of single texts.
     context_turns: int = 0
+    # Default handling of texts over max_length in the gateway: "truncate" or "chunk"
+    # (overlapping windows, aggregated), for models trained on long texts.
+    long_text_mode: str = "truncate"
 
     def to_json(self) -> str:
         data = asdict(self)

@@ -47,6 +47,7 @@ class ExportSource:
     digest: str  # changes whenever the exported behaviour could change
     dataset: str = ""  # labelled data for the export's quality checks ("" = none known)
     context_turns: int = 0  # conversation models: earlier turns read as a second segment
+    long_text_mode: str = "truncate"  # the gateway's default for texts over max_length
     description: dict = field(default_factory=dict)
 
 
@@ -101,6 +102,7 @@ def from_artifact(artifact_dir: Path) -> ExportSource:
         digest=artifact_digest(artifact_dir),
         dataset=manifest.dataset,
         context_turns=manifest.context_turns,
+        long_text_mode=manifest.long_text_mode,
         description={
             "base": manifest.base.__dict__,
             "dataset": manifest.dataset,

@@ -239,6 +239,7 @@ def base_metadata(source: ExportSource, version: int, report: dict, thresholds: 
         "length_buckets": buckets_for(source.max_length),
         # >0: the model reads up to this many earlier turns (emotionaware.context) as segment two.
         "context_turns": source.context_turns,
+        "long_text_mode": source.long_text_mode,
         **source.description,
         "parity": report,
     }

@@ -16,7 +16,7 @@ import numpy as np
 
 from emotionaware.artifact import ProblemType
 from gateway.tokenization import TextTokenizer
-from gateway.types import View
+from gateway.types import LongTextMode, View
 from gateway.views import ViewMap, views_for
 
 # Inputs of a single-segment encoder without token types (what our artifacts export).
@@ -38,6 +38,8 @@ class ModelSpec:
     context_turns: int = 0
     length_buckets: tuple[int, ...] = ()
     dataset: str = ""
+    # What a request that names no LongTextMode gets: chunk for models of long texts (poems).
+    long_text_mode: LongTextMode = LongTextMode.TRUNCATE
     backend_name: str = ""  # model name in Triton; empty: same as name
 
     @property
@@ -82,5 +84,6 @@ def load_model_spec(repository: Path, name: str, version: str = "", backend_name
         context_turns=int(meta.get("context_turns", 0)),
         length_buckets=tuple(meta.get("length_buckets", ())),
         dataset=str(meta.get("dataset", "")),
+        long_text_mode=LongTextMode(meta.get("long_text_mode", LongTextMode.TRUNCATE.value)),
         backend_name=backend_name if backend_name and backend_name != name else "",
     )

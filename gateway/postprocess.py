@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from emotionaware.artifact import ProblemType
-from emotionaware.scores import to_scores
+from emotionaware.scores import aggregate_windows, to_scores
 from gateway.models import ModelSpec
 from gateway.types import ClassifyOptions, LabelScore, Scored
 from gateway.views import project
@@ -25,11 +25,7 @@ def scores_of(spec: ModelSpec, logits: np.ndarray) -> np.ndarray:
 
 def aggregate(spec: ModelSpec, chunk_scores: Sequence[np.ndarray], weights: Sequence[int]) -> np.ndarray:
     """One score vector from several windows: max for sigmoid, token-weighted mean for softmax."""
-    stacked = np.stack(chunk_scores)
-    if spec.problem_type is ProblemType.MULTI_LABEL:
-        return stacked.max(axis=0)
-    w = np.asarray(weights, dtype=np.float64)
-    return (stacked * w[:, None]).sum(axis=0) / w.sum()
+    return aggregate_windows(np.stack(chunk_scores), np.asarray(weights), spec.problem_type)
 
 
 def decide(spec: ModelSpec, scores: np.ndarray, options: ClassifyOptions) -> Scored:

@@ -40,6 +40,13 @@ def _quote(value: str, limit: int = 40) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
+def long_text_mode(request: ClassifyInput, spec: ModelSpec) -> LongTextMode:
+    """The request's mode, else the model's default; text sent with context is one sequence."""
+    if request.options.long_text is not None:
+        return request.options.long_text
+    return LongTextMode.TRUNCATE if request.context else spec.long_text_mode
+
+
 class EmotionService:
     """Classifies texts with the routed models through the micro-batchers and a backend."""
 
@@ -117,7 +124,7 @@ class EmotionService:
     ) -> tuple[list[TokenizedText], bool, int]:
         """Windows to classify, whether text was dropped, and the context turns used."""
         turns = min(len(request.context), spec.context_turns)
-        if request.options.long_text is LongTextMode.CHUNK:
+        if long_text_mode(request, spec) is LongTextMode.CHUNK:
 
             def work():
                 return spec.tokenizer.encode_chunks(

@@ -45,9 +45,13 @@ VIEWS = {
 }
 VIEW_ENUMS = {view: number for number, view in VIEWS.items()}
 LONG_TEXT = {
-    pb.LONG_TEXT_MODE_UNSPECIFIED: LongTextMode.TRUNCATE,
+    pb.LONG_TEXT_MODE_UNSPECIFIED: None,
     pb.LONG_TEXT_MODE_TRUNCATE: LongTextMode.TRUNCATE,
     pb.LONG_TEXT_MODE_CHUNK: LongTextMode.CHUNK,
+}
+LONG_TEXT_PB = {
+    LongTextMode.TRUNCATE: pb.LONG_TEXT_MODE_TRUNCATE,
+    LongTextMode.CHUNK: pb.LONG_TEXT_MODE_CHUNK,
 }
 MAX_CONVERSATION_ID_CHARS = 128
 
@@ -139,6 +143,7 @@ def model_info(table: RouteTable, name: str, settings) -> pb.ModelInfo:
         score_type=SCORE_TYPES[spec.problem_type],
         max_tokens=spec.max_tokens,
         context_turns=spec.context_turns,
+        default_long_text_mode=LONG_TEXT_PB[spec.long_text_mode],
         max_text_chars=route.max_text_chars,
         max_batch_texts=route.max_batch_texts,
         max_chunks=settings.max_chunks,

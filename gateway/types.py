@@ -34,7 +34,7 @@ class ClassifyOptions:
     top_k: int = 0  # 0: no limit
     threshold: float | None = None  # one threshold for every label (multi-label models)
     return_all_scores: bool = False
-    long_text: LongTextMode = LongTextMode.TRUNCATE
+    long_text: LongTextMode | None = None  # None: the model's default (ModelSpec.long_text_mode)
 
 
 @dataclass(frozen=True)

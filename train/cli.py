@@ -7,10 +7,8 @@ import json
 import logging
 from pathlib import Path
 
-from train.config import TrainConfig
+from train.config import MODELS_DIR, TrainConfig
 from train.data import DEFAULT_DATA_DIR
-
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +34,11 @@ def train_main(argv: list[str] | None = None) -> None:
     config = TrainConfig.for_model(args.model).with_overrides(epochs=args.epochs)
     from train.run import train  # torch import is slow; keep --help fast
 
-    metrics = train(config, args.out or MODELS_DIR / args.model, args.data_dir, args.limit_train)
-    print(json.dumps({k: v for k, v in metrics["test"].items() if k.endswith(("_f1", "accuracy"))}, indent=2))
+    # An ablation is not served: its weights go to build/, only its scores into models/.
+    default_out = (MODELS_DIR.parent / "build" if config.ablation_of else MODELS_DIR) / args.model
+    metrics = train(config, args.out or default_out, args.data_dir, args.limit_train)
+    headline_split = metrics.get("test") or metrics["crossval"]
+    print(json.dumps({k: v for k, v in headline_split.items() if k.endswith(("_f1", "accuracy"))}, indent=2))
 
 
 def eval_main(argv: list[str] | None = None) -> None:
@@ -48,14 +49,16 @@ def eval_main(argv: list[str] | None = None) -> None:
     from train.evaluate import evaluate
 
     metrics = evaluate(args.model_dir or MODELS_DIR / args.model, args.data_dir)
-    print(headline(metrics["test"]))
+    print(
+        headline(metrics["test"]) if "test" in metrics else headline(metrics["crossval"], "cross-validated")
+    )
 
 
-def headline(test: dict) -> str:
+def headline(test: dict, split: str = "test") -> str:
     """One line with a split's main metrics, whichever kind of model produced them."""
     parts = [f"{name} {test[key]:.4f}" for key, name in
              (("macro_f1", "macro-F1"), ("micro_f1", "micro-F1"), ("weighted_f1", "weighted-F1"),
               ("accuracy", "accuracy")) if key in test]  # fmt: skip
     if "ekman" in test.get("views", {}):
         parts.append(f"ekman macro-F1 {test['views']['ekman']['macro_f1']:.4f}")
-    return "test " + "  ".join(parts)
+    return f"{split} " + "  ".join(parts)

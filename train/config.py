@@ -9,6 +9,8 @@ from pathlib import Path
 from emotionaware.artifact import BaseEncoder, ProblemType
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+# Committed artifacts, one folder per served model.
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,15 @@ class TrainParams:
     length_pool_batches: int = 50
     # Conversation models: earlier turns given as context (0: the utterance alone).
     context_turns: int = 0
+    # Start from the encoder of this committed model (a models/ folder name) instead of the
+    # base package: intermediate-task transfer, e.g. MELD from the GoEmotions encoder.
+    init_from: str = ""
+    # Share of training examples whose context is dropped each epoch, so the model also
+    # learns to read the utterance alone (0: always give the context).
+    context_dropout: float = 0.0
+    # Multi-label / single-label models pick the best dev epoch; models without a dev split
+    # (cross-validated ones) keep the last epoch.
+    select_best_epoch: bool = True
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,13 @@ class TrainConfig:
     problem_type: ProblemType
     base: BaseEncoder
     train: TrainParams
+    # An ablation of this committed model: trained like it minus one ingredient; only its dev
+    # and test scores are kept, in models/<ablation_of>/ablations/<name>.json.
+    ablation_of: str = ""
+    # One line saying what the ablation removes (shown in the model card).
+    description: str = ""
+    # The gateway's default for texts over max_length: "truncate" or "chunk" (long texts).
+    long_text_mode: str = "truncate"
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
@@ -43,6 +61,9 @@ class TrainConfig:
             problem_type=ProblemType(data["problem_type"]),
             base=BaseEncoder(**data["base"]),
             train=TrainParams(**data["train"]),
+            ablation_of=data.get("ablation_of", ""),
+            description=data.get("description", ""),
+            long_text_mode=data.get("long_text_mode", "truncate"),
         )
 
     @classmethod

@@ -10,6 +10,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from emotionaware.context import Turn
 from emotionaware.taxonomy import EKMAN_LABELS
 from emotionaware.text import normalize
@@ -126,3 +128,67 @@ def load_meld(data_dir: Path = DEFAULT_DATA_DIR) -> Meld:
         return out
 
     return Meld(MELD_LABELS, split("train"), split("dev"), split("test"))
+
+
+@dataclass(frozen=True)
+class LabelledText:
+    """One text with the index of its single label."""
+
+    text: str
+    label: int
+    id: str
+
+
+# The nine navarasa emotions of PERC, alphabetical.
+PERC_LABELS = ("anger", "courage", "fear", "hate", "joy", "love", "peace", "sad", "surprise")
+
+
+@dataclass(frozen=True)
+class Perc:
+    """PERC poems (no official split: models are compared by cross-validation)."""
+
+    labels: tuple[str, ...]
+    poems: list[LabelledText]
+
+
+def load_perc(data_dir: Path = DEFAULT_DATA_DIR) -> Perc:
+    """Read PERC's CSV (columns Poem, Emotion).
+
+    Quirks handled: a UTF-8 byte order mark and poems spanning several lines inside quoted
+    cells (the csv module reads both); one stray row labelled ``hope`` outside the nine
+    classes is dropped. Ids are ``perc/<row>`` counted over the file's data rows.
+    """
+    path = Path(data_dir) / "perc" / "PERC_mendelly.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"PERC not found at {path}; set --data-dir to the folder holding perc/")
+    index = {label: i for i, label in enumerate(PERC_LABELS)}
+    poems = []
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        for row_number, row in enumerate(csv.DictReader(fh)):
+            emotion = row["Emotion"].strip().lower()
+            if emotion == "hope":
+                continue
+            if emotion not in index:
+                raise ValueError(f"PERC row {row_number}: unknown emotion {emotion!r}")
+            poems.append(LabelledText(normalize(row["Poem"]), index[emotion], f"perc/{row_number}"))
+    return Perc(PERC_LABELS, poems)
+
+
+def perc_folds(
+    poems: list[LabelledText], folds: int = 5, seed: int = 13
+) -> list[tuple[list[int], list[int]]]:
+    """Stratified folds (train indices, held-out indices) that keep identical poems together.
+
+    PERC holds a few poems twice (two of them with different labels); grouping by text keeps a
+    copy of a held-out poem out of its training folds.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    groups = {text: i for i, text in enumerate(dict.fromkeys(p.text for p in poems))}
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [
+        (train.tolist(), held_out.tolist())
+        for train, held_out in splitter.split(
+            np.zeros(len(poems)), [p.label for p in poems], [groups[p.text] for p in poems]
+        )
+    ]

@@ -14,11 +14,22 @@ from emotionaware.context import format_context
 from emotionaware.scores import to_scores
 from emotionaware.taxonomy import EKMAN_MAPPING, SENTIMENT_MAPPING
 from gateway.tokenization import TextTokenizer
-from train.card import write_model_card, write_single_label_card
-from train.data import DEFAULT_DATA_DIR, ConversationExample, MultiLabelExample, load_goemotions, load_meld
+from train import plots
+from train.baselines import RECIPE, fit_multi_label, fit_single_label, probabilities
+from train.card import write_model_card, write_poems_card, write_single_label_card
+from train.data import (
+    DEFAULT_DATA_DIR,
+    ConversationExample,
+    MultiLabelExample,
+    load_goemotions,
+    load_meld,
+    load_perc,
+    perc_folds,
+)
 from train.metrics import multilabel_report, singlelabel_report, tune_thresholds
 from train.model import base_model_path, load_artifact
 from train.predict import predict_logits
+from train.windows import MAX_WINDOWS, OVERLAP_TOKENS, text_windows
 
 
 def multi_hot(examples: list[MultiLabelExample], num_labels: int) -> np.ndarray:
@@ -39,7 +50,9 @@ def load_for_eval(model_dir: Path, data_dir: Path, loader):
     return model, manifest, tokenizer, data
 
 
-def evaluate_goemotions(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> dict:
+def evaluate_goemotions(
+    model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, check_export: bool = True
+) -> dict:
     """Tune thresholds on dev, report dev and test; writes thresholds.json and metrics.json."""
     model, manifest, tokenizer, data = load_for_eval(model_dir, data_dir, load_goemotions)
 
@@ -53,13 +66,26 @@ def evaluate_goemotions(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> d
     thresholds = tune_thresholds(dev_probs, dev_targets)
     test_probs, test_targets, test_trunc = scores(data.test)
     views = {"ekman": EKMAN_MAPPING, "sentiment": SENTIMENT_MAPPING}
+    # The baseline: same splits, thresholds tuned on dev the same way, same report code.
+    baseline = fit_multi_label([e.text for e in data.train], multi_hot(data.train, len(manifest.labels)))
+    base_dev = probabilities(baseline, [e.text for e in data.dev])
+    base_thresholds = tune_thresholds(base_dev, dev_targets)
+    base_test = probabilities(baseline, [e.text for e in data.test])
     metrics = {
         "model": manifest.name,
         "dataset": "goemotions (official splits)",
         "thresholds": "per label, tuned on dev only",
         "dev": multilabel_report(dev_probs, dev_targets, thresholds, manifest.labels, views),
         "test": multilabel_report(test_probs, test_targets, thresholds, manifest.labels, views),
+        "baselines": {
+            "tfidf_lr": {
+                "recipe": RECIPE + "; per-label thresholds tuned on dev",
+                "dev": multilabel_report(base_dev, dev_targets, base_thresholds, manifest.labels, views),
+                "test": multilabel_report(base_test, test_targets, base_thresholds, manifest.labels, views),
+            }
+        },
         "truncated_fraction": {"dev": dev_trunc, "test": test_trunc},
+        "exported": exported_graphs(model_dir, data_dir) if check_export else None,
         "evaluated_with": {"torch": torch.__version__, "python": platform.python_version()},
     }
     (model_dir / THRESHOLDS).write_text(
@@ -71,43 +97,239 @@ def evaluate_goemotions(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> d
         + "\n"
     )
     (model_dir / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
-    write_model_card(model_dir, manifest, metrics)
+    test_preds = (test_probs >= thresholds).astype(int)
+    figures = {
+        "per_label_f1": plots.per_label_f1(
+            model_dir / plots.PER_LABEL_F1,
+            metrics["test"]["per_label"],
+            metrics["baselines"]["tfidf_lr"]["test"]["per_label"],
+            f"{manifest.name}: test F1 per label (dev-tuned thresholds)",
+        ),
+        "confusion": plots.confusion(
+            model_dir / plots.CONFUSION,
+            test_targets.T @ test_preds,
+            manifest.labels,
+            f"{manifest.name}: gold vs predicted labels on test (multi-label)",
+            "predicted label (a text may have several)",
+        ),
+        "thresholds": plots.threshold_table(
+            model_dir / plots.THRESHOLD_TABLE,
+            [
+                (
+                    label,
+                    float(thresholds[j]),
+                    metrics["dev"]["per_label"][label]["f1"],
+                    metrics["test"]["per_label"][label]["f1"],
+                )
+                for j, label in enumerate(manifest.labels)
+            ],
+            f"{manifest.name}: per-label thresholds (tuned on dev only)",
+        ),
+    }
+    write_model_card(model_dir, manifest, metrics, figures)
     return metrics
 
 
-def evaluate_meld(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> dict:
-    """Softmax model on MELD with dialogue context: the top label is the prediction."""
+def evaluate_meld(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, check_export: bool = True) -> dict:
+    """Softmax model on MELD with dialogue context: the top label is the prediction.
+
+    Reported next to it: the same weights given the utterance alone (what context adds at
+    inference), the same recipe trained without context (the ablation, from its recorded
+    scores) and the TF-IDF baseline on the utterance.
+    """
     model, manifest, tokenizer, data = load_for_eval(model_dir, data_dir, load_meld)
 
-    def report(examples: list[ConversationExample]) -> dict:
-        encoded = [
-            tokenizer.encode(e.text, format_context(e.previous, e.speaker, manifest.context_turns))
-            for e in examples
-        ]
+    def report(examples: list[ConversationExample], turns: int) -> dict:
+        encoded = [tokenizer.encode(e.text, format_context(e.previous, e.speaker, turns)) for e in examples]
         logits = predict_logits(model, [t.input_ids.tolist() for t in encoded], tokenizer.pad_id)
         probs = to_scores(logits, manifest.problem_type)
         return singlelabel_report(probs, np.array([e.label for e in examples]), manifest.labels) | {
             "truncated_fraction": float(np.mean([t.truncated for t in encoded]))
         }
 
+    baseline = fit_single_label(
+        [e.text for e in data.train], np.array([e.label for e in data.train]), len(data.labels)
+    )
+    baselines = {
+        "tfidf_lr": {
+            "recipe": RECIPE + "; the utterance alone",
+            **{
+                split: singlelabel_report(
+                    probabilities(baseline, [e.text for e in examples]),
+                    np.array([e.label for e in examples]),
+                    manifest.labels,
+                )
+                for split, examples in (("dev", data.dev), ("test", data.test))
+            },
+        },
+    }
+    if manifest.context_turns:
+        baselines["same_weights_no_context"] = {
+            "recipe": "this model's weights given the utterance alone (no retraining)",
+            "dev": report(data.dev, 0),
+            "test": report(data.test, 0),
+        }
+    for path in sorted((model_dir / ABLATIONS).glob("*.json")) if (model_dir / ABLATIONS).is_dir() else ():
+        baselines[path.stem] = ablation_report(path, data)
     metrics = {
         "model": manifest.name,
         "dataset": "meld (official splits)",
         "context": f"up to {manifest.context_turns} earlier turns, newest first, within {manifest.max_length} tokens",
-        "dev": report(data.dev),
-        "test": report(data.test),
+        "dev": report(data.dev, manifest.context_turns),
+        "test": report(data.test, manifest.context_turns),
+        "baselines": baselines,
+        "exported": exported_graphs(model_dir, data_dir) if check_export else None,
         "evaluated_with": {"torch": torch.__version__, "python": platform.python_version()},
     }
     (model_dir / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
-    write_single_label_card(model_dir, manifest, metrics)
+    figures = single_label_figures(model_dir, manifest.name, manifest.labels, metrics["test"],
+                                   metrics["baselines"]["tfidf_lr"]["test"], "test")  # fmt: skip
+    write_single_label_card(model_dir, manifest, metrics, figures)
     return metrics
 
 
-EVALUATORS = {"goemotions": evaluate_goemotions, "meld": evaluate_meld}
+# Recorded scores of ablation runs (train.run.write_ablation), one JSON file per ablation.
+ABLATIONS = "ablations"
 
 
-def evaluate(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR) -> dict:
+def ablation_report(path: Path, data) -> dict:
+    """Metrics of an ablation from its recorded dev and test scores (the weights are not kept)."""
+    record = json.loads(path.read_text())
+    report = {"recipe": record["recipe"], "command": record["command"]}
+    for split in ("dev", "test"):
+        examples = getattr(data, split)
+        if record["ids"][split] != [e.id for e in examples]:
+            raise ValueError(f"{path}: recorded {split} scores are not in the dataset's order")
+        report[split] = singlelabel_report(
+            np.asarray(record["scores"][split]), np.array([e.label for e in examples]), data.labels
+        )
+    return report
+
+
+def single_label_figures(
+    model_dir: Path, name: str, labels, split: dict, baseline: dict, split_name: str
+) -> dict:
+    return {
+        "per_label_f1": plots.per_label_f1(
+            model_dir / plots.PER_LABEL_F1, split["per_label"], baseline["per_label"],
+            f"{name}: {split_name} F1 per label",
+        ),
+        "confusion": plots.confusion(
+            model_dir / plots.CONFUSION, split["confusion_matrix"], labels,
+            f"{name}: confusion matrix ({split_name})", "predicted label (argmax)",
+        ),
+    }  # fmt: skip
+
+
+def evaluate_perc(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, check_export: bool = True) -> dict:
+    """Cross-validated poem classification against TF-IDF + LR on the same folds.
+
+    The cross-validated metrics are recomputed from the out-of-fold scores recorded by the
+    training run (``crossval.json``); the first fold is recomputed from the committed weights
+    and must match them, which ties the record to the artifact.
+    """
+    from train.crossval import CROSSVAL, held_out_scores
+
+    manifest = ArtifactManifest.load(model_dir)
+    data = load_perc(data_dir)
+    record = json.loads((model_dir / CROSSVAL).read_text())
+    folds = perc_folds(data.poems)
+    if record["held_out_ids"] != [[data.poems[i].id for i in held] for _, held in folds]:
+        raise ValueError(f"{model_dir / CROSSVAL}: folds differ from train.data.perc_folds on this data")
+    targets = np.array([p.label for p in data.poems])
+    recorded = np.array([row if row is not None else [np.nan] * len(data.labels) for row in record["scores"]])
+    first = folds[0][1]
+    served = held_out_scores(model_dir, [data.poems[i].text for i in first])
+    drift = float(np.abs(served - recorded[first]).max())
+    if drift > 1e-3:
+        raise ValueError(
+            f"committed weights do not reproduce the recorded fold-1 scores (max difference {drift:.4f})"
+        )
+    baseline_oof = np.zeros_like(recorded)
+    for train_index, held in folds:
+        fitted = fit_single_label(
+            [data.poems[i].text for i in train_index], targets[train_index], len(data.labels)
+        )
+        baseline_oof[held] = probabilities(fitted, [data.poems[i].text for i in held])
+    trained = ~np.isnan(recorded).any(axis=1)
+
+    def cv_report(scores: np.ndarray) -> dict:
+        per_fold = [
+            singlelabel_report(scores[h], targets[h], data.labels)["macro_f1"]
+            for _, h in folds
+            if trained[h].all()
+        ]
+        return singlelabel_report(scores[trained], targets[trained], data.labels) | {
+            "per_fold_macro_f1": per_fold,
+            "mean_fold_macro_f1": float(np.mean(per_fold)),
+        }
+
+    tokenizer = TextTokenizer(base_model_path(manifest.base) / "tokenizer.json", manifest.max_length)
+    windows = text_windows(tokenizer, [p.text for p in data.poems])
+    metrics = {
+        "model": manifest.name,
+        "dataset": f"perc, {len(folds)}-fold cross-validation ({record['split']})",
+        "long_texts": (
+            f"windows of {manifest.max_length} tokens overlapping by {OVERLAP_TOKENS}, at most {MAX_WINDOWS} per "
+            "poem, softmax scores averaged weighted by each window's tokens"
+        ),
+        "windows_per_poem": {
+            "mean": float(len(windows.ids) / len(data.poems)),
+            "max": int(np.bincount(windows.owner).max()),
+            "poems_over_one_window": int((np.bincount(windows.owner) > 1).sum()),
+            "poems_cut_at_max_windows": windows.dropped,
+        },
+        "folds_trained": record["folds_trained"],
+        "crossval": cv_report(recorded),
+        "served_fold": {
+            "note": "the served artifact is fold 1's model; these poems were held out from its training",
+            **singlelabel_report(served, targets[first], data.labels),
+        },
+        "baselines": {"tfidf_lr": {"recipe": RECIPE, "crossval": cv_report(baseline_oof)}},
+        "exported": exported_graphs(model_dir, data_dir) if check_export else None,
+        "evaluated_with": {"torch": torch.__version__, "python": platform.python_version()},
+    }
+    (model_dir / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+    figures = single_label_figures(model_dir, manifest.name, manifest.labels, metrics["crossval"],
+                                   metrics["baselines"]["tfidf_lr"]["crossval"], "cross-validated")  # fmt: skip
+    write_poems_card(model_dir, manifest, metrics, figures)
+    return metrics
+
+
+def exported_graphs(model_dir: Path, data_dir: Path) -> dict:
+    """The export's own quality checks for this artifact: fp32 and int8 ONNX headline metrics.
+
+    Runs the real export (fp32 ONNX, fusions, dynamic int8, parity) into a temporary folder, so
+    the card states what the served graphs score, not only the PyTorch model.
+    """
+    import tempfile
+
+    from export.cli import export_source
+    from export.source import from_artifact
+
+    with tempfile.TemporaryDirectory(prefix="eval-export-") as tmp:
+        result = export_source(from_artifact(model_dir), Path(tmp) / "repo", None, data_dir)
+    report = result.report
+    return {
+        "served_cpu_graph": report["cpu_served_graph"],
+        "headline": {k: v for k, v in report["info"].items() if k.startswith(("fp32 ", "int8 "))},
+        "checks": {
+            c["name"]: {"value": c["value"], "limit": c["limit"], "passed": c["passed"]}
+            for c in report["checks"]
+        },
+    }
+
+
+EVALUATORS = {"goemotions": evaluate_goemotions, "meld": evaluate_meld, "perc": evaluate_perc}
+
+
+def evaluate(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, check_export: bool = True) -> dict:
+    """Recompute and write metrics.json, the model card and its figures for ``model_dir``.
+
+    ``check_export=False`` skips the fp32/int8 export measurement (smoke runs on a few
+    examples: an untrained model is not expected to survive int8 quantization).
+    """
     manifest = ArtifactManifest.load(model_dir)
     if manifest.dataset not in EVALUATORS:
         raise SystemExit(f"no evaluation defined for dataset {manifest.dataset!r} of model {manifest.name!r}")
-    return EVALUATORS[manifest.dataset](model_dir, data_dir)
+    return EVALUATORS[manifest.dataset](model_dir, data_dir, check_export)

@@ -128,6 +128,7 @@ async def test_list_and_get_models(stub):
     assert list(goemotions.views) == [pb.VIEW_GOEMOTIONS, pb.VIEW_EKMAN, pb.VIEW_SENTIMENT]
     assert len(goemotions.labels) == 28 and all(0 < label.threshold < 1 for label in goemotions.labels)
     assert list(goemotions.aliases) == ["canary", "default", "stable"]
+    assert goemotions.default_long_text_mode == pb.LONG_TEXT_MODE_TRUNCATE
     conversation = (await stub.GetModel(pb.GetModelRequest(model="conversation"), timeout=10)).model
     assert conversation.score_type == pb.SCORE_TYPE_SOFTMAX and conversation.context_turns == 8
     assert [label.name for label in conversation.labels] == list(EKMAN_LABELS)

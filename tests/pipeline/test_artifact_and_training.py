@@ -105,3 +105,37 @@ def test_readme_quotes_the_conversation_metrics():
     for split in ("dev", "test"):
         m = metrics[split]
         assert f"| {split} | {m['weighted_f1']:.3f} | {m['macro_f1']:.3f} | {m['accuracy']:.3f} |" in readme
+
+
+def test_small_poems_training_run_cross_validates_one_fold(tmp_path, data_dir):
+    """The cross-validated path end to end on a few poems: artifact, record, eval, card, figures."""
+    from train.crossval import CROSSVAL
+    from train.run import train
+
+    config = TrainConfig.for_model("poems").with_overrides(epochs=1)
+    metrics = train(config, tmp_path, data_dir, limit_train=24)
+    record = json.loads((tmp_path / CROSSVAL).read_text())
+    assert record["folds"] == 5 and record["folds_trained"] == 1
+    held = set(record["held_out_ids"][0])
+    scored = [row is not None for row in record["scores"]]
+    assert sum(scored) == len(held)
+    # Only the trained fold is scored, and the baseline is scored on the same poems.
+    for entry in (metrics["crossval"], metrics["baselines"]["tfidf_lr"]["crossval"]):
+        assert entry["examples"] == len(held) and len(entry["per_fold_macro_f1"]) == 1
+    assert metrics["served_fold"]["examples"] == len(held)
+    card = (tmp_path / "README.md").read_text()
+    for png in ("per_label_f1.png", "confusion_matrix.png"):
+        assert (tmp_path / png).stat().st_size > 2000 and f"]({png})" in card
+
+
+def test_ablation_records_scores_next_to_the_model_it_ablates(tmp_path, data_dir):
+    from train.data import load_meld
+    from train.evaluate import ABLATIONS, ablation_report
+    from train.run import train
+
+    config = TrainConfig.for_model("conversation-nocontext").with_overrides(epochs=1)
+    train(config, tmp_path / "weights", data_dir, limit_train=32, models_dir=tmp_path / "models")
+    path = tmp_path / "models" / "conversation" / ABLATIONS / "conversation-nocontext.json"
+    report = ablation_report(path, load_meld(data_dir))
+    assert report["test"]["examples"] == 2610 and "utterance alone" in report["recipe"]
+    assert report["command"].startswith("make train MODEL=conversation-nocontext")

@@ -138,3 +138,20 @@ def test_context_is_a_second_segment_cut_before_the_text(tokenizer_json):
     paired = tok.encode("really? you did?", "other: i won the lottery yesterday and i am so happy about it")
     assert paired.input_ids[: len(alone.input_ids)].tolist() == alone.input_ids.tolist()
     assert len(paired.input_ids) == 16 and paired.token_count == alone.token_count and not paired.truncated
+
+
+def test_unspecified_long_text_mode_is_the_models_default_except_with_context():
+    from dataclasses import replace
+
+    from emotionaware.context import Turn
+    from gateway.service import long_text_mode
+    from gateway.types import ClassifyInput, LongTextMode
+
+    poems = replace(spec(ProblemType.SINGLE_LABEL), long_text_mode=LongTextMode.CHUNK)
+    plain = spec(ProblemType.SINGLE_LABEL)
+    assert long_text_mode(ClassifyInput("x"), poems) is LongTextMode.CHUNK
+    assert long_text_mode(ClassifyInput("x"), plain) is LongTextMode.TRUNCATE
+    explicit = ClassifyInput("x", options=ClassifyOptions(long_text=LongTextMode.TRUNCATE))
+    assert long_text_mode(explicit, poems) is LongTextMode.TRUNCATE
+    # Context and text go to the model as one sequence: never windows.
+    assert long_text_mode(ClassifyInput("x", context=(Turn("a", "hi"),)), poems) is LongTextMode.TRUNCATE
