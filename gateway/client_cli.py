@@ -58,7 +58,13 @@ def options(args: argparse.Namespace) -> pb.ClassifyOptions:
         top_k=args.top_k,
         # Human output shows the `--top` best labels, so ask for every score.
         return_all_scores=args.all_scores or not args.json,
-        long_text_mode=pb.LONG_TEXT_MODE_CHUNK if args.chunk else pb.LONG_TEXT_MODE_UNSPECIFIED,
+        long_text_mode=(
+            pb.LONG_TEXT_MODE_CHUNK
+            if args.chunk
+            else pb.LONG_TEXT_MODE_TRUNCATE
+            if args.truncate
+            else pb.LONG_TEXT_MODE_UNSPECIFIED  # the model's default
+        ),
     )
     if args.threshold is not None:
         result.threshold = args.threshold
@@ -103,8 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--top-k", type=int, default=0, help="at most K predicted labels (0: no limit)")
         p.add_argument("--threshold", type=float, help="one threshold for every label (multi-label models)")
         p.add_argument("--all-scores", action="store_true", help="return every label's score (JSON output)")
-        p.add_argument(
-            "--chunk", action="store_true", help="long texts: chunk and aggregate instead of truncating"
+        long_text = p.add_mutually_exclusive_group()
+        long_text.add_argument(
+            "--chunk", action="store_true", help="long texts: classify overlapping windows and aggregate"
+        )
+        long_text.add_argument(
+            "--truncate", action="store_true", help="long texts: classify the first window only"
         )
         p.add_argument("--json", action="store_true", help="print responses as JSON")
         p.add_argument("--top", type=int, default=5, help="labels shown per text (default: %(default)s)")

@@ -63,6 +63,7 @@ def exports(tmp_path_factory, data_dir) -> Exports:
             CpuOptions(intra_op_threads=2, served_graph="fp32"),
         ),
         (from_artifact(MODELS_DIR / "conversation"), CpuOptions(intra_op_threads=2)),
+        (from_artifact(MODELS_DIR / "poems"), CpuOptions(intra_op_threads=2)),
     ]
     for source, cpu in sources:
         export_source(source, repo, gpu_repo, data_dir, parity_texts=128, cpu=cpu)

@@ -10,6 +10,34 @@ from emotionaware.artifact import ArtifactManifest
 CARD = "README.md"
 
 
+def recipe_line(name: str) -> list[str]:
+    """The training recipe from the model's config file (what `make train` reproduces it from)."""
+    from train.config import CONFIG_DIR, TrainConfig
+
+    path = CONFIG_DIR / f"{name}.toml"
+    if not path.exists():
+        return []
+    p = TrainConfig.load(path).train
+    parts = [f"{p.epochs} epochs", f"lr {p.learning_rate:g}", f"batch {p.batch_size}", f"seed {p.seed}"]
+    if p.context_turns:
+        parts.append(f"up to {p.context_turns} context turns")
+    if p.context_dropout:
+        parts.append(f"context dropped for {p.context_dropout:.0%} of the examples each epoch")
+    if p.init_from:
+        parts.append(f"encoder initialised from the committed `{p.init_from}` model")
+    if not p.select_best_epoch:
+        parts.append("last epoch kept")
+    line = (
+        f"Recipe (`train/configs/{name}.toml`, reproduced by `make train MODEL={name}`): {', '.join(parts)}."
+    )
+    return [line, ""]
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell (check names such as "max |logit diff|" hold pipes)."""
+    return text.replace("|", "\\|")
+
+
 def exported_section(metrics: dict) -> list[str]:
     """The export's fp32 and int8 ONNX headline metrics and which graph the CPU flavour serves."""
     exported = metrics.get("exported")
@@ -19,8 +47,8 @@ def exported_section(metrics: dict) -> list[str]:
              f"`make export` serves the **{exported['served_cpu_graph']}** graph on CPU (int8 when it passes "
              "its checks: at least 99% label agreement with fp32 and at most 0.5 points of dev headline drop).",
              "", "| measurement | value |", "|---|---:|"]  # fmt: skip
-    lines += [f"| {name} | {value:.4f} |" for name, value in exported["headline"].items()]
-    lines += [f"| check: {name} (limit {c['limit']:g}) | {c['value']:.4f} {'ok' if c['passed'] else 'FAILED'} |"
+    lines += [f"| {_cell(name)} | {value:.4f} |" for name, value in exported["headline"].items()]
+    lines += [f"| check: {_cell(name)} (limit {c['limit']:g}) | {c['value']:.3g} {'ok' if c['passed'] else 'FAILED'} |"
               for name, c in exported["checks"].items()]  # fmt: skip
     return lines
 
@@ -66,6 +94,7 @@ def write_model_card(
         f"Data: {metrics['dataset']}. Thresholds: {metrics['thresholds']}; every number below is "
         "recomputed from the committed fp16 artifact by `make eval MODEL=" + manifest.name + "`.",
         "",
+        *recipe_line(manifest.name),
         "| split | macro-F1 | micro-F1 | weighted-F1 | exact match | macro-F1 at 0.5 | Ekman macro-F1 | sentiment macro-F1 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -131,6 +160,7 @@ def write_single_label_card(
         f"Data: {metrics['dataset']}. Context: {metrics.get('context', 'none')}. Every number below is "
         f"recomputed from the committed fp16 artifact by `make eval MODEL={manifest.name}`.",
         "",
+        *recipe_line(manifest.name),
         "| split | weighted-F1 | macro-F1 | accuracy | examples |",
         "|---|---:|---:|---:|---:|",
     ]
@@ -201,6 +231,7 @@ def write_poems_card(
         "recorded out-of-fold scores, re-scores all folds from that record and refits the baseline on the "
         "same folds.",
         "",
+        *recipe_line(manifest.name),
         "| model | pooled macro-F1 | mean fold macro-F1 | weighted-F1 | accuracy | poems |",
         "|---|---:|---:|---:|---:|---:|",
         f"| {manifest.name} | {cv['macro_f1']:.3f} | {cv['mean_fold_macro_f1']:.3f} | {cv['weighted_f1']:.3f} "

@@ -33,6 +33,9 @@ def test_committed_artifact_is_compact_and_rebuilds():
 def test_committed_metrics_were_measured_on_test_with_dev_thresholds():
     metrics = json.loads((COMMITTED / METRICS).read_text())
     assert metrics["thresholds"] == "per label, tuned on dev only"
+    assert metrics["baselines"]["tfidf_lr"]["test"]["examples"] == 5427
+    for figure in ("per_label_f1.png", "confusion_matrix.png", "thresholds.png"):
+        assert (COMMITTED / figure).stat().st_size > 10_000
     assert metrics["test"]["examples"] == 5427 and metrics["dev"]["examples"] == 5426
     # A floor well under the recorded value: catches a broken or untrained artifact.
     assert metrics["test"]["macro_f1"] > 0.40
@@ -86,6 +89,11 @@ def test_committed_conversation_model_is_compact_and_reads_context():
     metrics = json.loads((CONVERSATION / METRICS).read_text())
     assert metrics["test"]["examples"] == 2610 and metrics["dev"]["examples"] == 1109
     assert metrics["test"]["weighted_f1"] > 0.5  # a floor: catches a broken or untrained artifact
+    # The report carries its baselines, scored on the same splits.
+    baselines = metrics["baselines"]
+    assert {"tfidf_lr", "same_weights_no_context", "conversation-nocontext"} <= set(baselines)
+    assert all(b["test"]["examples"] == 2610 for b in baselines.values())
+    assert metrics["exported"]["served_cpu_graph"] in {"int8", "fp32"}
 
 
 def test_small_conversation_training_run(tmp_path, data_dir):
@@ -139,3 +147,38 @@ def test_ablation_records_scores_next_to_the_model_it_ablates(tmp_path, data_dir
     report = ablation_report(path, load_meld(data_dir))
     assert report["test"]["examples"] == 2610 and "utterance alone" in report["recipe"]
     assert report["command"].startswith("make train MODEL=conversation-nocontext")
+
+
+POEMS = MODELS_DIR / "poems"
+
+
+def test_committed_poems_model_is_compact_chunks_and_matches_its_cross_validation_record():
+    from emotionaware.artifact import ArtifactManifest
+    from train.crossval import CROSSVAL
+    from train.data import PERC_LABELS
+
+    assert (POEMS / WEIGHTS).stat().st_size <= LIMIT_BYTES
+    manifest = ArtifactManifest.load(POEMS)
+    assert (
+        manifest.labels == PERC_LABELS and manifest.long_text_mode == "chunk" and manifest.dataset == "perc"
+    )
+    record = json.loads((POEMS / CROSSVAL).read_text())
+    assert record["folds"] == record["folds_trained"] == 5 and all(
+        row is not None for row in record["scores"]
+    )
+    metrics = json.loads((POEMS / METRICS).read_text())
+    assert metrics["crossval"]["examples"] == metrics["baselines"]["tfidf_lr"]["crossval"]["examples"] == 725
+    assert len(metrics["crossval"]["per_fold_macro_f1"]) == 5
+
+
+def test_readme_quotes_the_poems_metrics():
+    readme = (MODELS_DIR.parent / "README.md").read_text()
+    metrics = json.loads((POEMS / METRICS).read_text())
+    for name, m in (
+        ("poems", metrics["crossval"]),
+        ("TF-IDF + LR", metrics["baselines"]["tfidf_lr"]["crossval"]),
+    ):
+        assert (
+            f"| {name} | {m['macro_f1']:.3f} | {m['mean_fold_macro_f1']:.3f} | {m['accuracy']:.3f} |"
+            in readme
+        )

@@ -25,7 +25,7 @@ async def test_classify_batch_through_triton(stub):
 
 async def test_list_and_get_models_through_triton(stub):
     listing = await stub.ListModels(pb.ListModelsRequest(), timeout=10)
-    assert [m.name for m in listing.models] == ["conversation", "goemotions", "tiny-user-model"]
+    assert [m.name for m in listing.models] == ["conversation", "goemotions", "poems", "tiny-user-model"]
     assert {a.name for a in listing.aliases} == {"default", "stable"}
     info = (await stub.GetModel(pb.GetModelRequest(), timeout=10)).model
     assert info.name == "goemotions" and info.version == "1" and list(info.aliases) == ["default", "stable"]
@@ -37,6 +37,25 @@ async def test_chunked_long_text_through_triton(stub):
     reply = await stub.Classify(pb.ClassifyRequest(text=text, options=options), timeout=20)
     assert reply.chunk_count == len(reply.chunks) > 1 and not reply.truncated
     assert "gratitude" in reply.predicted and all("gratitude" in c.predicted for c in reply.chunks)
+
+
+async def test_poems_model_windows_long_poems_by_default(stub, data_dir):
+    """The three models side by side; a long poem is windowed unless the request says otherwise."""
+    from train.data import load_perc
+
+    poem = max((p.text for p in load_perc(data_dir).poems if len(p.text) < 4000), key=len)
+    info = (await stub.GetModel(pb.GetModelRequest(model="poems"), timeout=10)).model
+    assert info.default_long_text_mode == pb.LONG_TEXT_MODE_CHUNK and info.score_type == pb.SCORE_TYPE_SOFTMAX
+    assert len(info.labels) == 9 and info.max_tokens == 256
+    reply = await stub.Classify(pb.ClassifyRequest(text=poem, model="poems", options=ALL), timeout=30)
+    assert reply.chunk_count == len(reply.chunks) > 1 and len(reply.predicted) == 1
+    assert abs(sum(s.score for s in reply.scores) - 1.0) < 1e-4
+    truncate = pb.ClassifyOptions(long_text_mode=pb.LONG_TEXT_MODE_TRUNCATE)
+    cut = await stub.Classify(pb.ClassifyRequest(text=poem, model="poems", options=truncate), timeout=30)
+    assert cut.chunk_count == 1 and cut.truncated
+    # The other models still truncate by default.
+    default = await stub.Classify(pb.ClassifyRequest(text=poem), timeout=30)
+    assert default.model == "goemotions" and default.chunk_count == 1 and default.truncated
 
 
 async def test_embedded_backend_gives_the_same_scores_as_triton(stub, gateway_target, data_dir):
