@@ -40,10 +40,10 @@ proto: $(PROTO_OUT) ## generate the Python gRPC stubs (git-ignored) from proto/
 $(PROTO_OUT): $(PROTO_SRC) | $(STAMP)
 	$(PY) -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTO_SRC)
 
-train: $(STAMP) ## fine-tune MODEL from train/configs/$(MODEL).toml into models/$(MODEL) (2 CPU cores: ~30 min)
+train: $(STAMP) ## fine-tune MODEL from train/configs/$(MODEL).toml into models/$(MODEL) (CPU: 30-90 min; poems trains 5 folds)
 	$(VENV)/bin/emotionaware-train --model $(MODEL) --data-dir $(DATA_DIR) $(if $(OUT),--out $(OUT))
 
-eval: $(STAMP) ## recompute models/$(MODEL)/metrics.json from the committed artifact
+eval: $(STAMP) ## recompute models/$(MODEL)/metrics.json, card, figures, baselines and export checks (<5 min)
 	$(VENV)/bin/emotionaware-eval --model $(MODEL) --data-dir $(DATA_DIR)
 
 export: $(STAMP) proto ## every shipped model -> ONNX fp32/int8/fp16, parity-checked, into model_repository{,_gpu}/

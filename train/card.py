@@ -222,7 +222,8 @@ def write_poems_card(
         f"Long texts: {metrics['long_texts']}. Training uses the same windows (each carries its poem's label; "
         "the windows of one poem share one poem's weight; classes are weighted inversely to their frequency). "
         f"Poems average {windows['mean']:.2f} windows, {windows['poems_over_one_window']} have more than one, "
-        f"the longest has {windows['max']}, {windows['poems_cut_at_max_windows']} are cut at the window limit.",
+        f"the longest has {windows['max']}; poems longer than the window limit (cut, as the gateway reports): "
+        f"{windows['poems_cut_at_max_windows']}.",
         "",
         f"Data: {metrics['dataset']}. PERC has no official split, so the recipe is scored by cross-validation: "
         "one model per fold, trained for a fixed number of epochs (no selection on held-out poems), scoring "

@@ -115,7 +115,7 @@ async def test_batch_texts_are_sent_as_one_batch(stub, backend):
 
 async def test_list_and_get_models(stub):
     listing = await stub.ListModels(pb.ListModelsRequest(), timeout=10)
-    assert [m.name for m in listing.models] == ["conversation", "goemotions", "poems", "tiny-user-model"]
+    assert [m.name for m in listing.models] == ["conversation", "goemotions", "tiny-user-model"]
     assert [a.name for a in listing.aliases] == ["canary", "default", "stable"]
     canary = {t.model: t.weight for t in listing.aliases[0].targets}
     assert canary == {"goemotions": 0.5, "tiny-user-model": 0.5}

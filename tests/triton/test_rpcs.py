@@ -143,7 +143,9 @@ async def test_stream_context_changes_the_answer_where_it_should(stub):
     predicted = {r.conversation_id: list(r.result.predicted) for r in replies[2:]}
     assert predicted == {"alone": ["neutral"], "good": ["neutral"], "bad": ["sadness"]}
     assert score["bad"]["sadness"] > score["alone"]["sadness"] + 0.3
-    assert score["good"]["joy"] > score["alone"]["joy"] + 0.05
+    # Good news moves the reply the other way: more joy than alone (measured: about double)
+    # and than after bad news.
+    assert score["good"]["joy"] > max(score["alone"]["joy"] + 0.03, score["bad"]["joy"])
     assert all(
         r.result.model == "conversation" and r.result.score_type == pb.SCORE_TYPE_SOFTMAX for r in replies
     )
