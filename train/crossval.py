@@ -47,6 +47,12 @@ def cross_validate(config: TrainConfig, out_dir: Path, data_dir: Path, limit_tra
     from train.evaluate import evaluate
     from train.run import TASKS, fit, write_artifact
 
+    if config.train.select_best_epoch:
+        # Each fold's only unseen poems are its held-out ones: selecting an epoch on them
+        # would tune on the test fold.
+        raise SystemExit(
+            f"{config.name}: cross-validated recipes keep the last epoch; set select_best_epoch = false"
+        )
     data = load_perc(data_dir)
     folds = perc_folds(data.poems)
     tokenizer = TextTokenizer(base_model_path(config.base) / "tokenizer.json", config.train.max_length)

@@ -188,7 +188,7 @@ def evaluate_meld(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, check_expo
     return metrics
 
 
-# Recorded scores of ablation runs (train.run.write_ablation), one JSON file per ablation.
+# Recorded scores of ablation runs (train.run.record_ablation), one JSON file per ablation.
 ABLATIONS = "ablations"
 
 

@@ -136,6 +136,14 @@ def test_small_poems_training_run_cross_validates_one_fold(tmp_path, data_dir):
         assert (tmp_path / png).stat().st_size > 2000 and f"]({png})" in card
 
 
+def test_cross_validation_refuses_to_select_epochs_on_held_out_poems(tmp_path, data_dir):
+    from train.run import train
+
+    config = TrainConfig.for_model("poems").with_overrides(select_best_epoch=True)
+    with pytest.raises(SystemExit, match="keep the last epoch"):
+        train(config, tmp_path, data_dir, limit_train=8)
+
+
 def test_ablation_records_scores_next_to_the_model_it_ablates(tmp_path, data_dir):
     from train.data import load_meld
     from train.evaluate import ABLATIONS, ablation_report
