@@ -33,6 +33,16 @@ def recipe_line(name: str) -> list[str]:
     return [line, ""]
 
 
+def per_label_table(per_label: dict) -> list[str]:
+    """F1, precision, recall and support of each label, best label first."""
+    lines = ["| label | F1 | precision | recall | support |", "|---|---:|---:|---:|---:|"]
+    for label, row in sorted(per_label.items(), key=lambda kv: -kv[1]["f1"]):
+        lines.append(
+            f"| {label} | {row['f1']:.3f} | {row['precision']:.3f} | {row['recall']:.3f} | {row['support']} |"
+        )
+    return lines
+
+
 def _cell(text: str) -> str:
     """Text for a Markdown table cell (check names such as "max |logit diff|" hold pipes)."""
     return text.replace("|", "\\|")
@@ -116,13 +126,8 @@ def write_model_card(
         "",
         "Per label (test, dev-tuned thresholds):",
         "",
-        "| label | F1 | precision | recall | support |",
-        "|---|---:|---:|---:|---:|",
     ]
-    for label, row in sorted(test["per_label"].items(), key=lambda kv: -kv[1]["f1"]):
-        lines.append(
-            f"| {label} | {row['f1']:.3f} | {row['precision']:.3f} | {row['recall']:.3f} | {row['support']} |"
-        )
+    lines += per_label_table(test["per_label"])
     if log:
         lines += [
             "",
@@ -180,13 +185,8 @@ def write_single_label_card(
         "",
         "Per label (test):",
         "",
-        "| label | F1 | precision | recall | support |",
-        "|---|---:|---:|---:|---:|",
     ]
-    for label, row in sorted(metrics["test"]["per_label"].items(), key=lambda kv: -kv[1]["f1"]):
-        lines.append(
-            f"| {label} | {row['f1']:.3f} | {row['precision']:.3f} | {row['recall']:.3f} | {row['support']} |"
-        )
+    lines += per_label_table(metrics["test"]["per_label"])
     if log:
         keys = [k for k in log["epochs"][0] if k.startswith("dev_")]
         lines += [
@@ -253,13 +253,8 @@ def write_poems_card(
         "",
         "Per label (cross-validated):",
         "",
-        "| label | F1 | precision | recall | support |",
-        "|---|---:|---:|---:|---:|",
     ]
-    for label, row in sorted(cv["per_label"].items(), key=lambda kv: -kv[1]["f1"]):
-        lines.append(
-            f"| {label} | {row['f1']:.3f} | {row['precision']:.3f} | {row['recall']:.3f} | {row['support']} |"
-        )
+    lines += per_label_table(cv["per_label"])
     lines += exported_section(metrics)
     lines += figures_section(model_dir, figures)
     path = model_dir / CARD

@@ -130,6 +130,19 @@ def evaluate_goemotions(
     return metrics
 
 
+def conversation_scores(
+    model,
+    manifest: ArtifactManifest,
+    tokenizer: TextTokenizer,
+    examples: list[ConversationExample],
+    turns: int,
+) -> tuple[np.ndarray, float]:
+    """Scores of every utterance read with up to ``turns`` earlier turns, and the share truncated."""
+    encoded = [tokenizer.encode(e.text, format_context(e.previous, e.speaker, turns)) for e in examples]
+    logits = predict_logits(model, [t.input_ids.tolist() for t in encoded], tokenizer.pad_id)
+    return to_scores(logits, manifest.problem_type), float(np.mean([t.truncated for t in encoded]))
+
+
 def evaluate_meld(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, check_export: bool = True) -> dict:
     """Softmax model on MELD with dialogue context: the top label is the prediction.
 
@@ -140,11 +153,9 @@ def evaluate_meld(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, check_expo
     model, manifest, tokenizer, data = load_for_eval(model_dir, data_dir, load_meld)
 
     def report(examples: list[ConversationExample], turns: int) -> dict:
-        encoded = [tokenizer.encode(e.text, format_context(e.previous, e.speaker, turns)) for e in examples]
-        logits = predict_logits(model, [t.input_ids.tolist() for t in encoded], tokenizer.pad_id)
-        probs = to_scores(logits, manifest.problem_type)
+        probs, truncated = conversation_scores(model, manifest, tokenizer, examples, turns)
         return singlelabel_report(probs, np.array([e.label for e in examples]), manifest.labels) | {
-            "truncated_fraction": float(np.mean([t.truncated for t in encoded]))
+            "truncated_fraction": truncated
         }
 
     baseline = fit_single_label(

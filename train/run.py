@@ -315,13 +315,11 @@ def record_ablation(
     The weights are not committed (they are not served); the scores let ``make eval`` of the
     ablated model report both side by side with one report function.
     """
-    from train.evaluate import ABLATIONS
+    from train.evaluate import ABLATIONS, conversation_scores, load_for_eval
 
     if config.dataset != "meld":
         raise SystemExit("ablations are recorded for MELD conversation models only")
-    model, manifest = load_artifact(out_dir)
-    tokenizer = TextTokenizer(base_model_path(manifest.base) / "tokenizer.json", manifest.max_length)
-    data = load_meld(data_dir)
+    model, manifest, tokenizer, data = load_for_eval(out_dir, data_dir, load_meld)
     record = {
         "recipe": config.description,
         "command": f"make train MODEL={config.name} OUT=build/{config.name}",
@@ -331,13 +329,7 @@ def record_ablation(
     }
     for split in ("dev", "test"):
         examples = getattr(data, split)
-        ids = [
-            tokenizer.encode(
-                e.text, format_context(e.previous, e.speaker, manifest.context_turns)
-            ).input_ids.tolist()
-            for e in examples
-        ]
-        probs = to_scores(predict_logits(model, ids, tokenizer.pad_id), manifest.problem_type)
+        probs, _ = conversation_scores(model, manifest, tokenizer, examples, manifest.context_turns)
         record["ids"][split] = [e.id for e in examples]
         record["scores"][split] = [[round(float(v), 6) for v in row] for row in probs]
     path = models_dir / config.ablation_of / ABLATIONS / f"{config.name}.json"
