@@ -190,3 +190,33 @@ def test_readme_quotes_the_poems_metrics():
             f"| {name} | {m['macro_f1']:.3f} | {m['mean_fold_macro_f1']:.3f} | {m['accuracy']:.3f} |"
             in readme
         )
+
+
+def test_eval_refuses_a_crossval_record_the_committed_weights_do_not_reproduce(tmp_path, data_dir):
+    from train.crossval import CROSSVAL
+    from train.data import load_perc
+    from train.evaluate import evaluate_perc
+
+    for path in POEMS.iterdir():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    record = json.loads((tmp_path / CROSSVAL).read_text())
+    # Scores are stored in poem order; shift one held-out poem of fold 1 by 0.02.
+    index = [p.id for p in load_perc(data_dir).poems].index(record["held_out_ids"][0][0])
+    record["scores"][index] = [
+        round(v + (0.02 if k == 0 else -0.02 / 8), 6) for k, v in enumerate(record["scores"][index])
+    ]
+    (tmp_path / CROSSVAL).write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="do not reproduce the recorded fold-1 scores"):
+        evaluate_perc(tmp_path, data_dir, check_export=False)
+
+
+def test_ablation_scores_out_of_dataset_order_are_refused(tmp_path, data_dir):
+    from train.data import load_meld
+    from train.evaluate import ABLATIONS, ablation_report
+
+    record = json.loads((CONVERSATION / ABLATIONS / "conversation-nocontext.json").read_text())
+    record["ids"]["test"] = record["ids"]["test"][::-1]
+    path = tmp_path / "ablation.json"
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="recorded test scores are not in the dataset's order"):
+        ablation_report(path, load_meld(data_dir))
