@@ -24,7 +24,7 @@ from pathlib import Path
 from export.onnx_export import convert_fp16, optimize, quantize_int8
 from export.parity import check_parity
 from export.source import ExportSource, artifact_digest, digest_files, from_artifact, from_hf_checkpoint
-from export.triton_repo import CpuOptions, GpuOptions, is_current, write_cpu, write_gpu
+from export.triton_repo import CpuOptions, GpuOptions, is_current, refresh_python_model, write_cpu, write_gpu
 from train.data import DEFAULT_DATA_DIR
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         # Checked before anything is loaded, so an up-to-date `make serve` starts at once.
         if args.if_stale and is_current(args.repo, name, digest):
             log.info("%s in %s is up to date with its source", name, args.repo)
+            if refresh_python_model(args.repo, name, digest):
+                log.info("%s: model.py refreshed from this release", name)
             continue
         source = make_source()
         result = export_source(source, args.repo, gpu_repo, args.data_dir, args.parity_texts, cpu, gpu)

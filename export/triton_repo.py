@@ -103,6 +103,20 @@ def is_current(repo: Path, name: str, digest: str) -> bool:
     return (model_dir / str(version) / METADATA_FILE).exists()
 
 
+def refresh_python_model(repo: Path, name: str, digest: str) -> bool:
+    """Bring an up-to-date export's ``model.py`` in line with this release's; True if it changed.
+
+    The Python model is runtime code, not part of what the artifact digest covers, so a
+    release that changes only it must not need a full re-export to take effect.
+    """
+    version_dir = repo / name / str(next_version(repo / name, digest))
+    served = version_dir / "model.py"
+    if not served.exists() or served.read_bytes() == PYTHON_MODEL.read_bytes():
+        return False
+    shutil.copyfile(PYTHON_MODEL, served)
+    return True
+
+
 def _add_io(config: mc.ModelConfig, source: ExportSource, ragged: bool) -> None:
     for name in source.input_names:
         config.input.add(name=name, data_type=mc.TYPE_INT64, dims=[-1], allow_ragged_batch=ragged)

@@ -1,12 +1,16 @@
 """Micro-batching of the sequences of concurrent requests, per model version.
 
-Sequences wait in length buckets (the model's ``length_buckets``), so a batch holds texts of
-similar length and little of it is padding. A bucket is sent as soon as it is full (``batch_max_texts``
-sequences or ``batch_token_budget`` padded tokens); a partly full one is sent at once when
-no batch of its model is in flight (an idle backend should not wait), otherwise when its
-oldest sequence has waited ``batch_wait_ms``. At most ``batch_max_inflight`` batches per
-model version are at the backend at once; the queue is bounded by ``queue_max_texts``,
-beyond which requests get RESOURCE_EXHAUSTED with a retry hint.
+Waiting sequences are kept sorted by token length. A batch is formed around the sequence that
+has waited longest, growing to its nearest lengths on either side while each addition adds at
+most ``_PAD_ALLOWANCE`` padded tokens, up to ``batch_max_texts`` sequences or
+``batch_token_budget`` padded tokens. So the oldest sequence is always served next (no
+starvation) and, under load, a batch holds texts of nearly one length.
+
+A batch is sent at once when no batch of its model is in flight (an idle backend should not
+wait) or when a full batch is waiting, otherwise when the oldest sequence has waited
+``batch_wait_ms``. At most ``batch_max_inflight`` batches per model version are at the backend
+at once; the queue is bounded by ``queue_max_texts``, beyond which requests get
+RESOURCE_EXHAUSTED with a retry hint.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,44 +35,28 @@ log = logging.getLogger(__name__)
 
 # Used when a model's metadata has no length buckets (e.g. exported by an older release).
 _FALLBACK_BUCKETS = (16, 32, 64, 128, 256, 512)
-# Without padding to the model's buckets, batches are padded to their longest sequence only, so
-# finer buckets (about 25% apart) cut padding further. Measured on this CPU with ONNX Runtime
-# int8 and GoEmotions test texts: batches of 16 unsorted texts ran at 541 texts/s, length-sorted
-# at 948, and single texts at 659: on CPU, padding costs more than small batches save.
-_FINE_BUCKETS = (
-    8,
-    10,
-    12,
-    14,
-    16,
-    20,
-    24,
-    28,
-    32,
-    40,
-    48,
-    56,
-    64,
-    80,
-    96,
-    112,
-    128,
-    160,
-    192,
-    256,
-    320,
-    384,
-    448,
-    512,
-)
+# Most padded tokens one more sequence may add to a batch (its own padding plus the widening
+# of the rows already in). On CPU a run costs about as much as 20 to 40 tokens on top of its
+# tokens, so a sequence that would add more padding than that is cheaper in another batch.
+# Chosen by `make perf` on GoEmotions test texts (see bench/results).
+_PAD_ALLOWANCE = 8
 
 
-@dataclass(eq=False)  # identity: items are removed from queues by identity, never compared by value
+def _length(item: _Item) -> int:
+    return item.length
+
+
+@dataclass(eq=False)  # identity: items are removed from the queue by identity, never compared by value
 class _Item:
     ids: np.ndarray
     future: asyncio.Future
     enqueued: float
     deadline: float
+    length: int = field(init=False)
+    taken: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.length = len(self.ids)
 
 
 @dataclass(frozen=True)
@@ -85,16 +73,24 @@ class MicroBatcher:
         self._spec = spec
         self._settings = settings
         limit = spec.max_tokens
-        buckets = (spec.length_buckets or _FALLBACK_BUCKETS) if settings.pad_to_buckets else _FINE_BUCKETS
-        self._bounds = sorted({b for b in buckets if b < limit} | {limit})
-        self._buckets: dict[int, deque[_Item]] = {b: deque() for b in self._bounds}
-        self._queued = 0
+        # Backends without ragged batching need widths from a fixed set (the model's buckets).
+        buckets = spec.length_buckets or _FALLBACK_BUCKETS
+        self._bounds = (
+            sorted({b for b in buckets if b < limit} | {limit}) if settings.pad_to_buckets else None
+        )
+        self._queue: list[_Item] = []  # sorted by length, then arrival
+        self._arrivals: deque[_Item] = deque()  # arrival order; taken items are skipped lazily
+        self._queued_tokens = 0
         self._inflight = 0
         self._wake = asyncio.Event()
         self._worker: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._label = f"{spec.name}@{spec.version}"
         self._depth = QUEUE_DEPTH.labels(self._label)
+
+    @property
+    def _queued(self) -> int:
+        return len(self._queue)
 
     def reserve_check(self, sequences: int) -> None:
         """Refuse a whole batch call up front when its sequences do not fit in the queue."""
@@ -105,11 +101,25 @@ class MicroBatcher:
                 self._settings.retry_after_ms,
             )
 
-    def _capacity(self, bound: int) -> int:
-        return max(1, min(self._settings.batch_max_texts, self._settings.batch_token_budget // bound))
+    def _width(self, length: int) -> int:
+        """Padded width of a batch whose longest sequence has ``length`` tokens."""
+        if self._bounds is None:
+            return length
+        return self._bounds[min(bisect.bisect_left(self._bounds, length), len(self._bounds) - 1)]
+
+    def _capacity(self, width: int) -> int:
+        return max(1, min(self._settings.batch_max_texts, self._settings.batch_token_budget // width))
 
     async def submit(self, ids: np.ndarray, deadline: float) -> SequenceOutput:
         """Logits of one sequence (int64 token ids), batched with whatever else is waiting."""
+        return await self.enqueue(ids, deadline)
+
+    def enqueue(self, ids: np.ndarray, deadline: float) -> asyncio.Future[SequenceOutput]:
+        """Queue one sequence; the future resolves to its logits or to a :class:`GatewayError`.
+
+        Raises :class:`Overloaded` at once when the queue is full. Callers with many sequences
+        (ClassifyBatch) wait on the futures directly, without a task per sequence.
+        """
         if self._queued >= self._settings.queue_max_texts:
             raise Overloaded(
                 f"model {self._spec.name} has {self._queued} sequences queued (limit "
@@ -120,65 +130,65 @@ class MicroBatcher:
             self._worker = asyncio.create_task(self._run(), name=f"batcher-{self._label}")
         loop = asyncio.get_running_loop()
         item = _Item(ids, loop.create_future(), time.monotonic(), deadline)
-        self._buckets[
-            self._bounds[min(bisect.bisect_left(self._bounds, len(ids)), len(self._bounds) - 1)]
-        ].append(item)
-        self._queued += 1
+        bisect.insort_right(self._queue, item, key=_length)
+        self._arrivals.append(item)
+        self._queued_tokens += item.length
         self._depth.set(self._queued)
         self._wake.set()
-        return await item.future
+        return item.future
 
-    def _pick(self, now: float) -> tuple[int | None, float]:
-        """The bucket to send now, or None and how long to wait before looking again."""
-        oldest_bound, oldest = None, None
-        for bound, queue in self._buckets.items():
-            if not queue:
-                continue
-            if len(queue) >= self._capacity(bound):
-                return bound, 0.0
-            if oldest is None or queue[0].enqueued < oldest:
-                oldest_bound, oldest = bound, queue[0].enqueued
-        if oldest_bound is None:
-            return None, float("inf")
-        wait = oldest + self._settings.batch_wait_ms / 1000 - now
-        if self._inflight == 0 or wait <= 0:
-            return oldest_bound, 0.0
-        return None, wait
+    def _oldest(self) -> _Item | None:
+        while self._arrivals and self._arrivals[0].taken:
+            self._arrivals.popleft()
+        return self._arrivals[0] if self._arrivals else None
 
-    def _take(self, bound: int) -> list[_Item]:
-        queue, items = self._buckets[bound], []
-        while queue and len(items) < self._capacity(bound):
-            item = queue.popleft()
-            self._queued -= 1
+    def _pick(self, now: float) -> tuple[bool, float]:
+        """Whether to send a batch now and, if not, how long to wait before looking again."""
+        oldest = self._oldest()
+        if oldest is None:
+            return False, float("inf")
+        full = self._queued >= self._settings.batch_max_texts
+        if full or self._queued_tokens >= self._settings.batch_token_budget or self._inflight == 0:
+            return True, 0.0
+        wait = oldest.enqueued + self._settings.batch_wait_ms / 1000 - now
+        return wait <= 0, wait
+
+    def _take(self) -> list[_Item]:
+        """The oldest sequence and its nearest lengths, removed from the queue."""
+        anchor = self._oldest()
+        assert anchor is not None
+        queue = self._queue
+        lo = bisect.bisect_left(queue, anchor.length, key=_length)
+        while queue[lo] is not anchor:
+            lo += 1
+        hi = lo  # the batch is queue[lo : hi + 1]
+        width = self._width(anchor.length)
+        rows = 1
+        while rows < self._capacity(width):
+            left = width - queue[lo - 1].length if lo > 0 else None
+            right = None
+            if hi + 1 < len(queue):
+                wider = self._width(queue[hi + 1].length)
+                if rows < self._capacity(wider):
+                    right = (wider - width) * rows + wider - queue[hi + 1].length
+            if left is not None and (right is None or left <= right) and left <= _PAD_ALLOWANCE:
+                lo -= 1
+            elif right is not None and right <= _PAD_ALLOWANCE:
+                hi += 1
+                width = wider
+            else:
+                break
+            rows += 1
+        taken = queue[lo : hi + 1]
+        del queue[lo : hi + 1]
+        items = []
+        for item in taken:
+            item.taken = True
+            self._queued_tokens -= item.length
             if not item.future.done():  # a caller that gave up (deadline, cancel) is skipped
                 items.append(item)
-        if items and not self._settings.pad_to_buckets:
-            self._top_up(items, bound)
         self._depth.set(self._queued)
         return items
-
-    def _top_up(self, items: list[_Item], bound: int) -> None:
-        """Fill a partly full batch from neighbouring buckets while padding stays under 25%.
-
-        Fine buckets keep padding low but split light load into many small batches; taking the
-        nearest lengths from other buckets keeps batches full without giving that back.
-        """
-        lengths = [len(i.ids) for i in items]
-        reference = max(lengths)
-        others = sorted(
-            ((b, item) for b, q in self._buckets.items() if b != bound for item in q),
-            key=lambda pair: abs(len(pair[1].ids) - reference),
-        )
-        for b, item in others:
-            trial = [*lengths, len(item.ids)]
-            width = max(trial)
-            if len(trial) > self._capacity(width) or sum(trial) < 0.75 * width * len(trial):
-                continue
-            self._buckets[b].remove(item)
-            self._queued -= 1
-            if not item.future.done():
-                items.append(item)
-                lengths = trial
 
     async def _run(self) -> None:
         while True:
@@ -188,24 +198,25 @@ class MicroBatcher:
                 raise
             except Exception as exc:  # never leave callers waiting on a dead worker
                 log.error("batcher for %s failed with %s; failing its queue", self._label, type(exc).__name__)
-                for queue in self._buckets.values():
-                    while queue:
-                        item = queue.popleft()
-                        if not item.future.done():
-                            item.future.set_exception(InternalError())
-                self._queued = 0
+                for item in self._queue:
+                    item.taken = True
+                    if not item.future.done():
+                        item.future.set_exception(InternalError())
+                self._queue.clear()
+                self._arrivals.clear()
+                self._queued_tokens = 0
                 self._depth.set(0)
 
     async def _step(self) -> None:
         """One scheduling decision: send a batch, or wait for more sequences or a free slot."""
         self._wake.clear()
         if self._queued and self._inflight < self._settings.batch_max_inflight:
-            bound, wait = self._pick(time.monotonic())
-            if bound is not None:
-                items = self._take(bound)
+            send, wait = self._pick(time.monotonic())
+            if send:
+                items = self._take()
                 if items:
                     self._inflight += 1
-                    task = asyncio.create_task(self._dispatch(items, bound))
+                    task = asyncio.create_task(self._dispatch(items))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
                 return
@@ -214,8 +225,8 @@ class MicroBatcher:
             return
         await self._wake.wait()
 
-    def _pad(self, items: list[_Item], bound: int) -> dict[str, np.ndarray]:
-        width = bound if self._settings.pad_to_buckets else max(len(i.ids) for i in items)
+    def _pad(self, items: list[_Item]) -> dict[str, np.ndarray]:
+        width = self._width(max(i.length for i in items))
         ids = np.full((len(items), width), self._spec.tokenizer.pad_id, dtype=np.int64)
         mask = np.zeros((len(items), width), dtype=np.int64)
         for row, item in enumerate(items):
@@ -224,12 +235,12 @@ class MicroBatcher:
         tensors = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         return {name: tensors[name] for name in self._spec.input_names}
 
-    async def _dispatch(self, items: list[_Item], bound: int) -> None:
+    async def _dispatch(self, items: list[_Item]) -> None:
         try:
             now = time.monotonic()
             for item in items:
                 STAGE_LATENCY.labels("queue").observe(now - item.enqueued)
-            inputs = self._pad(items, bound)
+            inputs = self._pad(items)
             real = int(sum(len(i.ids) for i in items))
             padded = int(inputs["input_ids"].size)
             BATCH_TEXTS.labels(self._label).observe(len(items))

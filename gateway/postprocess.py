@@ -49,16 +49,18 @@ def decide(spec: ModelSpec, scores: np.ndarray, options: ClassifyOptions) -> Sco
             # A coarse label with one member keeps its threshold; a group has none of its own.
             thresholds = np.array([thresholds[m[0]] if len(m) == 1 else 0.0 for m in view.members])
     order = np.argsort(-scores, kind="stable")
-    ranked = [
-        LabelScore(labels[i], float(scores[i]), float(thresholds[i]), bool(predicted[i])) for i in order
-    ]
-    chosen = [s for s in ranked if s.predicted]
+    chosen = order[predicted[order]]
     if options.top_k:
         chosen = chosen[: options.top_k]
     if options.return_all_scores:
-        listed = ranked
+        listed = order
     elif options.top_k:
-        listed = ranked[: options.top_k]
+        listed = order[: options.top_k]
     else:
         listed = chosen
-    return Scored(tuple(listed), tuple(s.label for s in chosen))
+    # Only the listed labels become objects: most calls list a few of 28.
+    scores_out = tuple(
+        LabelScore(labels[i], float(scores[i]), float(thresholds[i]), bool(predicted[i]))
+        for i in listed.tolist()
+    )
+    return Scored(scores_out, tuple(labels[i] for i in chosen.tolist()))

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from emotionaware.artifact import ProblemType
 from emotionaware.context import format_context
 from gateway.backend import Backend
-from gateway.batching import BatcherPool
-from gateway.errors import GatewayError, InvalidArgument
+from gateway.batching import BatcherPool, SequenceOutput
+from gateway.errors import GatewayError, InternalError, InvalidArgument
 from gateway.metrics import STAGE_LATENCY, TOKENS, TRUNCATED
 from gateway.models import ModelSpec
 from gateway.postprocess import aggregate, decide, scores_of
@@ -45,6 +46,17 @@ def long_text_mode(request: ClassifyInput, spec: ModelSpec) -> LongTextMode:
     if request.options.long_text is not None:
         return request.options.long_text
     return LongTextMode.TRUNCATE if request.context else spec.long_text_mode
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A validated, tokenized request on its way to the batcher."""
+
+    request: ClassifyInput
+    spec: ModelSpec
+    windows: list[TokenizedText]
+    dropped: bool
+    turns: int
 
 
 class EmotionService:
@@ -145,11 +157,8 @@ class EmotionService:
             windows, dropped = work()
         return windows, dropped, turns
 
-    async def classify(
-        self, request: ClassifyInput, deadline: float, resolved: Resolved | None = None
-    ) -> ClassifyResult:
-        """Classify one text before ``deadline`` (monotonic seconds)."""
-        resolved = resolved or self.resolve(request.model, request.options)
+    async def _prepare(self, request: ClassifyInput, resolved: Resolved) -> _Prepared:
+        """Validate and tokenize one request (everything before the batcher)."""
         self.check_request(request, resolved)
         spec = resolved.spec
         started = time.perf_counter()
@@ -158,8 +167,11 @@ class EmotionService:
         TOKENS.observe(windows[0].token_count)
         if dropped:
             TRUNCATED.labels(spec.name).inc()
-        batcher = self.batchers.get(spec)
-        outputs = await asyncio.gather(*(batcher.submit(w.input_ids, deadline) for w in windows))
+        return _Prepared(request, spec, windows, dropped, turns)
+
+    def _finish(self, prepared: _Prepared, outputs: Sequence[SequenceOutput]) -> ClassifyResult:
+        """Scores, decisions and chunk aggregation from the logits of each window."""
+        request, spec, windows = prepared.request, prepared.spec, prepared.windows
         post = time.perf_counter()
         chunk_scores = [scores_of(spec, o.logits) for o in outputs]
         specials = spec.tokenizer.specials
@@ -179,7 +191,7 @@ class EmotionService:
             scored=scored,
             problem_type=spec.problem_type,
             token_count=windows[0].token_count,
-            truncated=dropped,
+            truncated=prepared.dropped,
             max_tokens=spec.max_tokens,
             model=spec.name,
             model_version=outputs[0].model_version,
@@ -187,31 +199,70 @@ class EmotionService:
             chunks=chunks,
             chunk_count=len(windows),
             aggregated=len(windows) > 1,
-            context_turns=turns,
+            context_turns=prepared.turns,
         )
+
+    async def classify(
+        self, request: ClassifyInput, deadline: float, resolved: Resolved | None = None
+    ) -> ClassifyResult:
+        """Classify one text before ``deadline`` (monotonic seconds)."""
+        resolved = resolved or self.resolve(request.model, request.options)
+        prepared = await self._prepare(request, resolved)
+        batcher = self.batchers.get(resolved.spec)
+        futures = [batcher.enqueue(w.input_ids, deadline) for w in prepared.windows]
+        return self._finish(prepared, await asyncio.gather(*futures))
 
     async def classify_batch(
         self, texts: Sequence[str], model: str, options: ClassifyOptions, deadline: float
     ) -> list[ClassifyResult | GatewayError]:
-        """Classify every text with one routed model; per-text failures are returned in place."""
+        """Classify every text with one routed model; per-text failures are returned in place.
+
+        Every text is validated, tokenized and queued first, then the call waits on the
+        sequences' futures: no task per text, and the batcher sees the whole call at once.
+        """
         resolved = self.resolve(model, options)
         limit = resolved.route.max_batch_texts
         if not texts:
             raise InvalidArgument("texts", "must hold at least one text")
         if len(texts) > limit:
             raise InvalidArgument("texts", f"holds {len(texts)} texts; the limit is {limit}")
+        batcher = self.batchers.get(resolved.spec)
         # All or nothing: a batch that cannot be queued whole is refused rather than half-served.
-        self.batchers.get(resolved.spec).reserve_check(len(texts))
-
-        async def one(i: int, text: str) -> ClassifyResult | GatewayError:
-            try:
-                return await self.classify(ClassifyInput(text, model, options), deadline, resolved)
-            except InvalidArgument as exc:
-                return InvalidArgument(f"texts[{i}]", exc.message.split(": ", 1)[1])
-            except GatewayError as exc:
-                return exc
-
-        return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(texts))))
+        batcher.reserve_check(len(texts))
+        pending: list[tuple[_Prepared, list[asyncio.Future]] | GatewayError] = []
+        try:
+            for i, text in enumerate(texts):
+                try:
+                    prepared = await self._prepare(ClassifyInput(text, model, options), resolved)
+                    pending.append(
+                        (prepared, [batcher.enqueue(w.input_ids, deadline) for w in prepared.windows])
+                    )
+                except InvalidArgument as exc:
+                    pending.append(InvalidArgument(f"texts[{i}]", exc.message.split(": ", 1)[1]))
+                except GatewayError as exc:
+                    pending.append(exc)
+            futures = [f for p in pending if not isinstance(p, GatewayError) for f in p[1]]
+            if futures:
+                await asyncio.wait(futures)
+        except BaseException:
+            # Cancelled or past the deadline: queued sequences must not run for nobody.
+            for p in pending:
+                if not isinstance(p, GatewayError):
+                    for f in p[1]:
+                        f.cancel()
+            raise
+        results: list[ClassifyResult | GatewayError] = []
+        for p in pending:
+            if isinstance(p, GatewayError):
+                results.append(p)
+                continue
+            prepared, item_futures = p
+            failed = next((f.exception() for f in item_futures if f.exception() is not None), None)
+            if failed is None:
+                results.append(self._finish(prepared, [f.result() for f in item_futures]))
+            else:
+                results.append(failed if isinstance(failed, GatewayError) else InternalError())
+        return results
 
     async def close(self) -> None:
         await self.batchers.close()

@@ -11,7 +11,7 @@ import pytest
 
 from emotionaware.artifact import ProblemType
 from gateway.backend import BatchOutput
-from gateway.batching import MicroBatcher
+from gateway.batching import _PAD_ALLOWANCE, MicroBatcher
 from gateway.errors import BackendUnavailable, Overloaded
 from gateway.models import ModelSpec
 from gateway.settings import Settings
@@ -52,18 +52,50 @@ async def run_all(batcher, lengths):
     return await asyncio.gather(*(batcher.submit(ids(n), deadline) for n in lengths))
 
 
-async def test_concurrent_sequences_share_batches_by_length_bucket():
+async def test_concurrent_sequences_share_batches_by_length():
     backend = RecordingBackend(delay_s=0.05)
     batcher = MicroBatcher(backend, make_spec(), Settings(batch_wait_ms=20))
     lengths = [5, 100, 7, 12, 90, 3, 16]
     outputs = await run_all(batcher, lengths)
     assert [int(o.logits[0]) for o in outputs] == lengths  # every caller got its own row
     shapes = sorted(b["input_ids"].shape for b in backend.batches)
-    # Fine length buckets, topped up from neighbouring lengths while padding stays under 25%:
-    # 3/5/7 tokens together; 12 with 16; 90 with 100. Each batch is padded to its longest.
-    assert shapes == [(2, 16), (2, 100), (3, 7)]
-    for b in backend.batches:
-        assert b["attention_mask"].sum() >= 0.75 * b["attention_mask"].size or b["input_ids"].shape[0] == 3
+    # Each batch grows from its oldest sequence to the nearest lengths while one more adds at
+    # most _PAD_ALLOWANCE (8) padded tokens: 3/5/7 together, 12 with 16; 90 next to 100 would
+    # add 10, so each runs alone. Each batch is padded to its longest.
+    assert _PAD_ALLOWANCE == 8
+    assert shapes == [(1, 90), (1, 100), (2, 16), (3, 7)]
+    await batcher.close()
+
+
+async def test_the_oldest_sequence_is_always_in_the_next_batch():
+    """Nearest-length batching must not starve an odd length while common ones keep coming."""
+    backend = RecordingBackend(delay_s=0.02)
+    batcher = MicroBatcher(
+        backend, make_spec(), Settings(batch_wait_ms=1, batch_max_texts=4, batch_max_inflight=1)
+    )
+    deadline = time.monotonic() + 5
+    first = asyncio.ensure_future(batcher.submit(ids(10), deadline))
+    await asyncio.sleep(0)  # 10 tokens goes out alone; 120 tokens waits behind it
+    odd = asyncio.ensure_future(batcher.submit(ids(120), deadline))
+    common = [asyncio.ensure_future(batcher.submit(ids(10), deadline)) for _ in range(12)]
+    await asyncio.gather(first, odd, *common)
+    widths = [b["input_ids"].shape[1] for b in backend.batches]
+    assert widths[:2] == [10, 120], widths
+    await batcher.close()
+
+
+async def test_under_load_batches_hold_nearly_one_length():
+    """With many sequences waiting, batches are full and little of them is padding."""
+    rng = np.random.default_rng(7)
+    lengths = [int(n) for n in rng.integers(5, 60, size=256)]
+    backend = RecordingBackend(delay_s=0.01)
+    batcher = MicroBatcher(backend, make_spec(), Settings(batch_max_texts=32, batch_max_inflight=1))
+    outputs = await run_all(batcher, lengths)
+    assert [int(o.logits[0]) for o in outputs] == lengths
+    real = sum(int(b["attention_mask"].sum()) for b in backend.batches)
+    padded = sum(b["attention_mask"].size for b in backend.batches)
+    assert real / padded > 0.9, real / padded
+    assert len(backend.batches) <= 16, len(backend.batches)  # 256 / 32 = 8 full batches at best
     await batcher.close()
 
 
