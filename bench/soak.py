@@ -1,8 +1,9 @@
 """``make perf-soak``: the gateway's memory over a long run at 80% of its peak throughput.
 
-Starts Triton and the gateway, measures the peak unary throughput (concurrency 16, 15 s),
-then sends an open-loop load at 80% of it for ``--minutes`` while sampling the gateway's
-resident memory every 10 s. The first minute is warm-up; growth is measured from its end.
+Starts Triton and the gateway, measures the peak unary throughput (concurrency 128, the best
+level of ``make perf`` here, 15 s), then sends an open-loop load at 80% of it for ``--minutes``
+while sampling the gateway's resident memory every 10 s. The first minute is warm-up; growth
+is measured from its end.
 Writes ``bench/results/<date>-<host>-soak.{md,json}``.
 """
 
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-repository", type=Path, default=DEFAULT_MODEL_REPOSITORY)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument(
+        "--peak-concurrency", type=int, default=128, help="unary calls in flight for the peak"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         triton.wait_ready()
         gateway, target = start_gateway(triton.grpc_url, args.model_repository, OUT_DIR / "gateway-soak.log")
         try:
-            peak = asyncio.run(gateway_load.unary(target, texts, 16, 15)).texts_per_s
+            peak = asyncio.run(gateway_load.unary(target, texts, args.peak_concurrency, 15)).texts_per_s
             rate = 0.8 * peak
             print(
                 f"peak {peak:.0f} texts/s; soaking at {rate:.0f} texts/s for {args.minutes} min",
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         f"# Gateway memory soak, {report['date']}",
         "",
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB. Model `goemotions` behind the bundled "
-        f"Triton. Peak unary throughput {peak:.0f} texts/s (concurrency 16); soak at {rate:.0f} texts/s "
+        f"Triton. Peak unary throughput {peak:.0f} texts/s (concurrency {args.peak_concurrency}); soak at {rate:.0f} texts/s "
         f"(80%) for {args.minutes:g} minutes, open loop.",
         "",
         f"- Served: {result.texts} calls, p50 {result.percentile(50):.1f} ms, p99 {result.percentile(99):.1f} ms, "

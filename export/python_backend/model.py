@@ -10,10 +10,11 @@ use them, ``token_type_ids``), all INT64 [batch, tokens]; the output is ``logits
 
 Parameters (``config.pbtxt``):
   onnx_file          graph file in the version folder (default model.onnx)
-  intra_op_threads   ONNX Runtime intra-op threads (0 = one per physical core)
-  spin_max_rows      batches of at most this many rows run on a session whose idle threads
-                     spin-wait (lower latency at light load); larger ones on a session whose
-                     threads sleep (default 4; 0 = never spin)
+  intra_op_threads   ONNX Runtime intra-op threads for small batches (0 = one per physical core)
+  batch_threads      intra-op threads for larger batches (default: intra_op_threads)
+  spin_max_rows      batches of at most this many rows run on the small-batch session, whose
+                     threads spin while a run lasts (lower latency at light load); larger ones
+                     on a session whose threads sleep (default 4; 0 = one session, no spinning)
   pad_token_id       id used to pad input_ids (default 0)
   max_positions      longest accepted sequence (default 512)
   length_buckets     comma-separated token lengths; requests in different buckets run separately
@@ -34,16 +35,17 @@ class TritonPythonModel:
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         path = os.path.join(version_dir, params.get("onnx_file", "model.onnx"))
         threads = int(params.get("intra_op_threads", "0"))
-        # Idle intra-op threads spin-wait by default. That saves about a millisecond per call at
-        # light load, but under load the spinning burns the CPU that the gateway and Triton's own
-        # threads need: measured on 2 cores, Triton spent 3.0 ms of CPU per text with spinning and
-        # 2.4 without, while a lone text took 3.0 ms with and 4.4 ms without (bench/results).
-        # Small batches (light load) therefore run on a spinning session, large ones on another.
+        batch_threads = int(params.get("batch_threads", "0")) or threads
+        # Two sessions over one graph. Small batches (light load) run with threads that spin
+        # while a run lasts: lowest latency (the inference call of a lone text: 3.0 instead of 4.4 ms).
+        # Larger batches (load) run with threads that sleep when idle, leaving the cores to the
+        # gateway and Triton's own threads: 2.5 instead of 3.0 ms of Triton CPU per text under
+        # gateway load on 2 cores (bench/results).
         self.spin_max_rows = int(params.get("spin_max_rows", "4"))
-        self.session = self._session(path, threads, spin=False)
-        self.small_session = (
-            self._session(path, threads, spin=True) if self.spin_max_rows > 0 else self.session
-        )
+        self.session = self._session(path, batch_threads, spin=False)
+        self.small_session = self.session
+        if self.spin_max_rows > 0:
+            self.small_session = self._session(path, threads, spin=True)
         self.input_names = [i["name"] for i in config["input"]]
         self.pad_values = {name: 0 for name in self.input_names}
         self.pad_values["input_ids"] = int(params.get("pad_token_id", "0"))
@@ -68,6 +70,8 @@ class TritonPythonModel:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        # Spin only while a run lasts: another instance may need the cores right after it.
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def _check(self, tensors):
