@@ -21,4 +21,5 @@ export PYTHONPATH="$PWD:$PWD/$B/site${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c "import torch, transformers, tokenizers, numpy, grpc, tritonclient.grpc" \
   || { echo "$PY lacks a package the benchmark needs (see above)" >&2; exit 2; }
 [ -f emotionaware/v1/emotion_pb2.py ] || { echo "no generated stubs: carry emotionaware/v1 (make proto)" >&2; exit 2; }
-exec "$PY" -m bench.gpu.run --out "$OUT" "$@"
+# Logs (Triton, gateways) go under OUT too, so a failed device call still says why.
+exec "$PY" -m bench.gpu.run --out "$OUT" --work "$OUT/work" "$@"
