@@ -58,6 +58,11 @@ def parity(model, encoded: list[np.ndarray], reference: list[list[float]], devic
     ids, mask = pad(encoded[: len(reference)])
     with torch.inference_mode():
         logits = model(ids.to(device), mask.to(device)).float().cpu().numpy()
+    return compare(logits, reference)
+
+
+def compare(logits: np.ndarray, reference: list[list[float]]) -> dict:
+    """Largest |logit| difference and argmax agreement of ``logits`` against the fp32 reference."""
     expected = np.asarray(reference, dtype=np.float32)
     return {
         "texts": len(expected),
@@ -144,9 +149,7 @@ def served_parity(url: str, encoded: list[np.ndarray], reference: list[list[floa
             inputs.append(tensor)
         result = client.infer(MODEL, inputs, outputs=[triton_grpc.InferRequestedOutput("logits")])
         got.append(result.as_numpy("logits")[0])
-    logits, expected = np.stack(got), np.asarray(reference, dtype=np.float32)
-    return {"texts": len(expected), "max_abs_logit_diff": round(float(np.abs(logits - expected).max()), 4),
-            "argmax_agreement": round(float((logits.argmax(1) == expected.argmax(1)).mean()), 4)}  # fmt: skip
+    return compare(np.stack(got), reference)
 
 
 # -- 3. the gateway --------------------------------------------------------------------------
