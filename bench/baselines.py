@@ -4,7 +4,7 @@
   what a team would write without a serving stack. It runs the same encoder (MiniLM-L6 via
   ``AutoModelForSequenceClassification``, whose head adds one small dense layer), so its cost per
   text is the model's, not a strawman's.
-- ``ort_ceiling``: the served int8 graph in ONNX Runtime in process, tokenization included, over
+- ``ort_ceiling``: the served graph in ONNX Runtime in process, tokenization included, over
   length-sorted batches of 64: the ceiling of this machine without any serving overhead. Run
   with spinning and with sleeping idle threads; the faster counts.
 """

@@ -1,7 +1,7 @@
 """``make perf``: every served path and both baselines, in one run on one machine, one results file.
 
 1. Baselines in process: the Hugging Face pipeline (PyTorch, batch 32) and ONNX Runtime with the
-   served int8 graph over length-sorted batches (the ceiling without serving).
+   served graph over length-sorted batches (the ceiling without serving).
 2. perf_analyzer straight to Triton, with real GoEmotions test token sequences (concurrency sweep,
    Triton's own inference/execution counts).
 3. The gateway (its own process, in front of the same Triton) under the async load generator:
@@ -318,7 +318,7 @@ def write(report: dict, pipe, ceiling, out: Path) -> None:
         "",
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, Python {m['python']}, {m['os']}.",
         f"Texts: {report['texts']} GoEmotions test texts (median {report['median_tokens']} tokens), model "
-        f"`goemotions` (int8 graph on CPU). Everything below ran in one `make perf` ({report['wall_s']} s); "
+        f"`goemotions` (fused fp32 graph on CPU). Everything below ran in one `make perf` ({report['wall_s']} s); "
         "ratios are against baselines measured in the same run.",
         "",
         "| baseline (in process) | texts | seconds | texts/s |",

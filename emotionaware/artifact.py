@@ -13,6 +13,11 @@ A model directory under ``models/<name>/`` holds:
     Per-label decision thresholds tuned on the dev split (multi-label models only).
 ``metrics.json``
     Dev and test metrics recomputed from this artifact.
+``serving.json``
+    The graph the CPU flavour serves and its headline metric on dev and test, measured by
+    ``make eval`` with the committed thresholds. Every export verifies it instead of
+    re-deriving anything, so a served score depends on the text, not on the machine that
+    ran the export.
 
 This module is dependency-free (no torch) so the gateway can read the manifest too.
 """
@@ -28,6 +33,7 @@ MANIFEST = "artifact.json"
 WEIGHTS = "weights.safetensors"
 THRESHOLDS = "thresholds.json"
 METRICS = "metrics.json"
+SERVING = "serving.json"
 
 
 class ProblemType(StrEnum):
@@ -96,3 +102,22 @@ def load_thresholds(model_dir: Path, labels: tuple[str, ...]) -> tuple[float, ..
         return tuple(0.5 for _ in labels)
     table = json.loads(path.read_text())
     return tuple(float(table.get(label, 0.5)) for label in labels)
+
+
+@dataclass(frozen=True)
+class ServingRecord:
+    """What the CPU flavour serves for an artifact, and what that graph scores (``serving.json``)."""
+
+    cpu_graph: str  # key of export's graph table, e.g. "fp32"
+    reason: str  # why this graph, in one sentence (shown by the export)
+    headline: str  # name of the headline metric, e.g. "macro-F1"
+    dev: float  # headline metric of the served graph on dev, at the committed thresholds
+    test: float  # the same on test (reported, never used for a choice)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def load(cls, model_dir: Path) -> ServingRecord | None:
+        path = Path(model_dir) / SERVING
+        return cls(**json.loads(path.read_text())) if path.exists() else None

@@ -4,9 +4,10 @@
     emotionaware-export goemotions --if-stale   # only when the artifact changed
     emotionaware-export --checkpoint DIR --name my-model   # any HF sequence classifier
 
-Each export: fp32 ONNX, ONNX Runtime fusions, an int8 variant for CPUs and an fp16 variant for
-GPUs, parity checks on real dev texts (the export fails when one fails), then the bundled CPU
-repository and the GPU repository. The parity report is printed and saved with the model.
+Each export: fp32 ONNX, ONNX Runtime fusions and an fp16 variant for GPUs, parity checks on
+real dev texts, and for committed artifacts a verification of the served graph against the
+artifact's record (``serving.json``: dev metric and thresholds). The export fails when a check
+fails, and writes nothing. Then the bundled CPU repository and the GPU repository.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from export.onnx_export import convert_fp16, optimize, quantize_int8
-from export.parity import check_parity
+from emotionaware.artifact import ServingRecord
+from export.onnx_export import convert_fp16, optimize
+from export.parity import ParityResult, check_parity
 from export.source import ExportSource, artifact_digest, digest_files, from_artifact, from_hf_checkpoint
 from export.triton_repo import CpuOptions, GpuOptions, is_current, refresh_python_model, write_cpu, write_gpu
 from train.data import DEFAULT_DATA_DIR
@@ -44,10 +46,16 @@ class ExportResult:
     cpu_version_dir: Path
     gpu_version_dir: Path | None
     report: dict
+    parity: ParityResult
 
 
 def shipped_models(models_dir: Path = MODELS_DIR) -> list[str]:
     return sorted(p.name for p in models_dir.iterdir() if (p / "artifact.json").exists())
+
+
+# Graphs the bundled CPU flavour can serve. Only the fused fp32 graph: its scores do not depend
+# on batch neighbours or on the CPU (bench/cpu_graphs.py measures the int8 candidates).
+CPU_GRAPHS = ("fp32",)
 
 
 def export_source(
@@ -58,29 +66,53 @@ def export_source(
     parity_texts: int = 512,
     cpu: CpuOptions = DEFAULT_CPU,
     gpu: GpuOptions = DEFAULT_GPU,
+    record: ServingRecord | None = None,
+    measure_test: bool = False,
 ) -> ExportResult:
-    """Build every ONNX variant, check parity, write the repositories; raise ParityFailed on failure."""
+    """Build the ONNX graphs, check them, write the repositories; raise ParityFailed on failure.
+
+    ``record``: what the artifact says its served graph scores (verified, never re-derived).
+    """
     started = time.monotonic()
+    served = record.cpu_graph if record else cpu.served_graph
+    if served not in CPU_GRAPHS:
+        raise ParityFailed(f"{source.name}: unknown CPU graph {served!r} (known: {', '.join(CPU_GRAPHS)})")
     with tempfile.TemporaryDirectory(prefix=f"export-{source.name}-") as tmp:
-        graphs = {name: Path(tmp) / f"{name}.onnx" for name in ("fp32-plain", "fp32", "int8", "fp16")}
+        graphs = {name: Path(tmp) / f"{name}.onnx" for name in ("fp32-plain", "fp32", "fp16")}
         source.write_onnx(graphs["fp32-plain"])
         fused = optimize(
             graphs["fp32-plain"], graphs["fp32"], source.onnx_model_type, source.num_heads, source.hidden_size
         )
-        quantize_int8(graphs["fp32"], graphs["int8"])
         convert_fp16(graphs["fp32"], graphs["fp16"])
         parity = check_parity(
-            source, {v: graphs[v] for v in ("fp32", "int8", "fp16")}, data_dir, parity_texts
+            source,
+            {v: graphs[v] for v in ("fp32", "fp16")},
+            served,
+            data_dir,
+            parity_texts,
+            record,
+            measure_test,
         )
-        print(f"{source.name}: {parity.report.table()}", file=sys.stderr)
-        report = parity.report.to_dict() | {"fused_ops": fused}
-        served = choose_cpu_graph(source.name, cpu.served_graph, parity.report.checks)
-        report["cpu_served_graph"] = served
+        report = parity.report
+        failed = [c.name for c in report.checks if not c.passed]
+        if failed:
+            print(f"{source.name}: {report.table()}", file=sys.stderr)
+            raise ParityFailed(f"export of {source.name} failed: {'; '.join(failed)}")
+        log.info("%s: serves %s on CPU: %s", source.name, served, record.reason if record else "requested")
+        report_dict = report.to_dict() | {"fused_ops": fused, "cpu_served_graph": served}
+        if parity.dev is not None:
+            # dev is measured by this export; test comes from the record that make eval wrote
+            # with the same graph and thresholds (the export never looks at test).
+            test = parity.test if parity.test is not None else (record.test if record else None)
+            report_dict["served_metrics"] = {"graph": served, "headline": parity.headline, "dev": parity.dev,
+                                             "test": test}  # fmt: skip
+        if record is not None:
+            report_dict["serving_record"] = asdict(record)
         cpu = replace(cpu, served_graph=served)
-        cpu_dir = write_cpu(repo, source, graphs, report, cpu, parity.thresholds[served])
+        cpu_dir = write_cpu(repo, source, graphs, report_dict, cpu, source.thresholds)
         gpu_dir = None
         if gpu_repo is not None:
-            gpu_dir = write_gpu(gpu_repo, source, graphs, report, gpu, parity.thresholds["fp32"])
+            gpu_dir = write_gpu(gpu_repo, source, graphs, report_dict, gpu, source.thresholds)
     log.info(
         "exported %s in %.0f s -> %s%s",
         source.name,
@@ -88,30 +120,7 @@ def export_source(
         cpu_dir,
         f" and {gpu_dir}" if gpu_dir else "",
     )
-    return ExportResult(cpu_dir, gpu_dir, report)
-
-
-def choose_cpu_graph(name: str, requested: str, checks: list) -> str:
-    """The graph the CPU flavour serves, or ParityFailed.
-
-    fp32 and fp16 checks always gate the export. The int8 checks (agreement with fp32 and the
-    headline-metric drop) decide whether int8 is served: with ``auto`` a failing int8 graph is
-    replaced by fp32 (and the report says so); asking for ``int8`` explicitly makes them gate too.
-    """
-    failed = [c for c in checks if not c.passed]
-    int8_failed = [c for c in failed if c.name.startswith("int8 ")]
-    hard = [c for c in failed if c not in int8_failed] + (int8_failed if requested == "int8" else [])
-    if hard:
-        raise ParityFailed(f"export of {name} failed parity: {', '.join(c.name for c in hard)}")
-    if requested != "auto":
-        return requested
-    if int8_failed:
-        print(
-            f"{name}: the CPU flavour serves fp32: the int8 graph failed {', '.join(c.name for c in int8_failed)}",
-            file=sys.stderr,
-        )
-        return "fp32"
-    return "int8"
+    return ExportResult(cpu_dir, gpu_dir, report_dict, parity)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,10 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpu-accelerator", choices=("tensorrt", "cuda"), default="tensorrt")
     parser.add_argument(
         "--cpu-graph",
-        choices=("auto", "int8", "fp32"),
-        default="auto",
-        help="graph the bundled CPU flavour serves; auto: int8 when it passes its checks, else fp32 "
-        "(default: %(default)s)",
+        choices=CPU_GRAPHS,
+        default="fp32",
+        help="graph the bundled CPU flavour serves for --checkpoint (artifacts: their serving.json)",
     )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="datasets folder")
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="artifact folders")
@@ -171,7 +179,10 @@ def main(argv: list[str] | None = None) -> None:
                 log.info("%s: model.py refreshed from this release", name)
             continue
         source = make_source()
-        result = export_source(source, args.repo, gpu_repo, args.data_dir, args.parity_texts, cpu, gpu)
+        record = ServingRecord.load(args.models_dir / name) if source.kind == "artifact" else None
+        result = export_source(
+            source, args.repo, gpu_repo, args.data_dir, args.parity_texts, cpu, gpu, record
+        )
         print(
             json.dumps(
                 {

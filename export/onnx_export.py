@@ -1,7 +1,8 @@
-"""ONNX graphs of a classifier: fp32 export, ONNX Runtime optimisation, int8 and fp16 variants.
+"""ONNX graphs of a classifier: fp32 export, ONNX Runtime optimisation and an fp16 variant.
 
 All graph rewriting is done by ONNX Runtime's own tooling (the transformer optimizer and
-dynamic quantization); nothing here edits nodes by hand.
+the float16 converter); nothing here edits nodes by hand. The int8 graphs that were tried
+for the CPU flavour, and why none is served, are in ``bench/cpu_graphs.py``.
 """
 
 from __future__ import annotations
@@ -57,26 +58,6 @@ def optimize(src: Path, dst: Path, model_type: str, num_heads: int, hidden_size:
     return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8 with per-channel weights, for CPUs.
-
-    Measured on GoEmotions dev: per-tensor weights cost 1.3 macro-F1 points, per-channel
-    1.0 at the fp32 thresholds and none with the graph's own dev-tuned thresholds (see
-    export/parity.py); keeping the FFN MatMuls in fp32 gained nothing once thresholds were
-    re-tuned and cost about a third of the speed-up.
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(
-        str(src),
-        str(dst),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        # Fused contrib ops defeat shape inference; their outputs are float.
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
-
-
 def convert_fp16(src: Path, dst: Path) -> None:
     """fp16 weights and activations for GPUs; inputs and logits keep their types."""
     from onnxruntime.transformers.onnx_model import OnnxModel
@@ -84,12 +65,6 @@ def convert_fp16(src: Path, dst: Path) -> None:
     model = OnnxModel(onnx.load(str(src)))
     model.convert_float_to_float16(keep_io_types=True)
     model.save_model_to_file(str(dst))
-
-
-def graph_inputs(path: Path) -> tuple[str, ...]:
-    graph = onnx.load(str(path), load_external_data=False).graph
-    initializers = {i.name for i in graph.initializer}
-    return tuple(i.name for i in graph.input if i.name not in initializers)
 
 
 def session(path: Path, threads: int = 0) -> ort.InferenceSession:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from emotionaware.artifact import MANIFEST, THRESHOLDS, WEIGHTS, ProblemType, load_thresholds
+from emotionaware.artifact import MANIFEST, SERVING, THRESHOLDS, WEIGHTS, ProblemType, load_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def digest_files(root: Path, names: list[str]) -> str:
 
 def artifact_digest(artifact_dir: Path) -> str:
     """One checksum over the files that determine an artifact's exported behaviour."""
-    return digest_files(artifact_dir, [WEIGHTS, MANIFEST, THRESHOLDS])
+    return digest_files(artifact_dir, [WEIGHTS, MANIFEST, THRESHOLDS, SERVING])
 
 
 def from_artifact(artifact_dir: Path) -> ExportSource:

@@ -2,7 +2,7 @@
 
 1. Bundled (``model_repository/``): what ``make serve``, the tests and CPU users run. The
    tritonserver of the nvidia-pytriton wheel has only the python backend, so a python model
-   runs ONNX Runtime (the int8 graph when it passed parity) and pads ragged batches itself.
+   runs ONNX Runtime on the fused fp32 graph and pads ragged batches itself.
 2. GPU (``model_repository_gpu/``): for NVIDIA's Triton container on GPU nodes (what the Helm
    chart deploys): ``platform: onnxruntime_onnx`` with the TensorRT execution accelerator in
    FP16, the engine cache on a volume, one optimisation profile covering every length bucket,
@@ -36,7 +36,7 @@ PLAN_CONFIG = "config.plan.pbtxt"
 # Sequence-length buckets (tokens, special tokens included). The GPU flavour's backend does
 # not pad ragged batches, so GPU callers pad to the next bucket and same-shape requests batch.
 LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512)
-GRAPH_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+GRAPH_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,10 @@ class CpuOptions:
     # small encoder on a few cores, and batches grow instead of being split.
     instances: int = 1
     intra_op_threads: int = 2
-    # The int8 graph is about 2x faster here (make export prints the ratio) at no dev/test
-    # loss with its own dev-tuned thresholds. Dynamic int8 computes activation scales per
-    # batch, so a text's logits move slightly with what it is batched with; fp32 scores do not.
-    served_graph: str = "auto"  # auto: int8 when it passes its parity checks, else fp32
+    # The fused fp32 graph: a text's scores do not depend on its batch neighbours or on the
+    # CPU. Dynamic int8 was 2.3x faster but moved scores by up to 0.14 with batch composition
+    # (bench/cpu_graphs.py measures every candidate side by side).
+    served_graph: str = "fp32"
     # No `default_queue_policy` in this flavour. With any queue policy set (queue bound,
     # timeout or timeout override), the dynamic batcher of the bundled Triton 2.51 left about
     # 1 request in 40 waiting for its 500 ms idle wake-up at concurrency 1 (measured: p99
@@ -255,6 +255,8 @@ def base_metadata(source: ExportSource, version: int, report: dict, thresholds: 
         "context_turns": source.context_turns,
         "long_text_mode": source.long_text_mode,
         **source.description,
+        # The headline metric of the graph this flavour's CPU variant serves (null when unknown).
+        "served_metrics": report.get("served_metrics"),
         "parity": report,
     }
 
@@ -281,17 +283,17 @@ def write_cpu(
     options: CpuOptions,
     thresholds: tuple[float, ...],
 ) -> Path:
-    """Bundled flavour: the python backend serving the int8 (default) or fp32 graph with its thresholds."""
+    """Bundled flavour: the python backend serving the fused fp32 graph with the committed thresholds."""
     version_dir, version = _version_dir(repo, source)
     model_dir = version_dir.parent
     served = options.served_graph
-    for variant in ("fp32", served):
+    for variant in {"fp32", served}:
         shutil.copyfile(graphs[variant], version_dir / GRAPH_FILES[variant])
     shutil.copyfile(PYTHON_MODEL, version_dir / "model.py")
     metadata = base_metadata(source, version, report, thresholds) | {
         "flavour": "cpu-python-backend",
         "served_graph": served,
-        "graphs": _graph_entries(version_dir, ("fp32", served)),
+        "graphs": _graph_entries(version_dir, tuple(sorted({"fp32", served}))),
         "options": asdict(options),
     }
     _write_common(model_dir, version_dir, source, metadata, report)

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Finish the Triton and perf_analyzer installs that pip alone cannot do. Idempotent.
 #   1. the python-backend stub for this Python goes next to the python backend;
-#   2. Debian libraries: libb64 for perf_analyzer, libpython for the stub when the
-#      interpreter has no shared libpython of its own.
+#   2. Debian libraries: libpython for the stub when the interpreter has no shared
+#      libpython of its own, and with --perf libb64 for perf_analyzer.
 set -euo pipefail
-PY=${1:?usage: setup-tools.sh VENV_PYTHON}
+PY=${1:?usage: setup-tools.sh VENV_PYTHON [--perf]}
+PERF=${2:-}
 
 read -r TRITON PYVER LIBDIR < <("$PY" - <<'PYEOF'
 import importlib.util, pathlib, sys, sysconfig
@@ -28,7 +29,11 @@ apt_install() {
   fi
 }
 
-ldconfig -p | grep -q 'libb64\.so\.0d' || apt_install libb64-0d
+if [ "$PERF" = --perf ]; then
+  ldconfig -p | grep -q 'libb64\.so\.0d' || apt_install libb64-0d
+  echo "perf_analyzer libraries ready"
+  exit 0
+fi
 if ! ls "$LIBDIR"/libpython"$PYVER".so* >/dev/null 2>&1 && ! ldconfig -p | grep -q "libpython$PYVER\.so\.1"; then
   apt_install "libpython$PYVER"
 fi

@@ -42,6 +42,7 @@ def exports(tmp_path_factory, data_dir) -> Exports:
 
     Shared by the gRPC tier (embedded backend) and the Triton tier, so both serve the same graphs.
     """
+    from emotionaware.artifact import ServingRecord
     from export.cli import MODELS_DIR, export_source
     from export.source import from_artifact, from_hf_checkpoint
     from export.triton_repo import CpuOptions
@@ -55,18 +56,16 @@ def exports(tmp_path_factory, data_dir) -> Exports:
         return Exports(root / "model_repository", root / "model_repository_gpu", root / "user-checkpoint")
     repo, gpu_repo = root / "model_repository", root / "model_repository_gpu"
     checkpoint = make_user_checkpoint(root / "user-checkpoint")
-    # The user model is served in fp32: its scores do not depend on what it is batched with.
+    # The committed artifacts are verified against their serving.json, as `make export` does.
+    cpu = CpuOptions(intra_op_threads=2)
     sources = [
-        (from_artifact(MODELS_DIR / "goemotions"), CpuOptions(intra_op_threads=2)),
-        (
-            from_hf_checkpoint(checkpoint, "tiny-user-model"),
-            CpuOptions(intra_op_threads=2, served_graph="fp32"),
-        ),
-        (from_artifact(MODELS_DIR / "conversation"), CpuOptions(intra_op_threads=2)),
-        (from_artifact(MODELS_DIR / "poems"), CpuOptions(intra_op_threads=2)),
+        (from_artifact(MODELS_DIR / "goemotions"), ServingRecord.load(MODELS_DIR / "goemotions")),
+        (from_hf_checkpoint(checkpoint, "tiny-user-model"), None),
+        (from_artifact(MODELS_DIR / "conversation"), ServingRecord.load(MODELS_DIR / "conversation")),
+        (from_artifact(MODELS_DIR / "poems"), ServingRecord.load(MODELS_DIR / "poems")),
     ]
-    for source, cpu in sources:
-        export_source(source, repo, gpu_repo, data_dir, parity_texts=128, cpu=cpu)
+    for source, record in sources:
+        export_source(source, repo, gpu_repo, data_dir, parity_texts=128, cpu=cpu, record=record)
     if reuse:
         (root / "done").touch()
     return Exports(repo, gpu_repo, checkpoint)

@@ -49,13 +49,14 @@ def _cell(text: str) -> str:
 
 
 def exported_section(metrics: dict) -> list[str]:
-    """The export's fp32 and int8 ONNX headline metrics and which graph the CPU flavour serves."""
+    """The served graph's headline metrics and the export's checks, as recorded in serving.json."""
     exported = metrics.get("exported")
     if not exported:
         return []
-    lines = ["", "## Exported graphs", "",
-             f"`make export` serves the **{exported['served_cpu_graph']}** graph on CPU (int8 when it passes "
-             "its checks: at least 99% label agreement with fp32 and at most 0.5 points of dev headline drop).",
+    lines = ["", "## Served graph", "",
+             f"The CPU flavour serves the **{exported['served_cpu_graph']}** ONNX graph: {exported['reason']} "
+             "The figures below are that graph's, at the committed thresholds; every export verifies "
+             "the dev figure and the thresholds against `serving.json` and fails if they differ.",
              "", "| measurement | value |", "|---|---:|"]  # fmt: skip
     lines += [f"| {_cell(name)} | {value:.4f} |" for name, value in exported["headline"].items()]
     lines += [f"| check: {_cell(name)} (limit {c['limit']:g}) | {c['value']:.3g} {'ok' if c['passed'] else 'FAILED'} |"

@@ -70,7 +70,6 @@ async def test_embedded_backend_gives_the_same_scores_as_triton(stub, gateway_ta
             local = emotion_pb2_grpc.EmotionServiceStub(channel)
             worst = 0.0
             for text in texts:
-                # One at a time: dynamic int8 scales depend on the batch, so compare equal batches.
                 a = await stub.Classify(pb.ClassifyRequest(text=text, options=ALL), timeout=10)
                 b = await local.Classify(pb.ClassifyRequest(text=text, options=ALL), timeout=10)
                 sa = {s.label: s.score for s in a.scores}

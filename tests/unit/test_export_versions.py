@@ -40,33 +40,3 @@ def test_length_buckets_end_at_the_model_limit():
     assert buckets_for(128) == [16, 32, 64, 128]
     assert buckets_for(100) == [16, 32, 64, 100]
     assert buckets_for(512) == [16, 32, 64, 128, 256, 512]
-
-
-def test_cpu_graph_choice_falls_back_to_fp32_only_for_int8_failures():
-    import pytest
-
-    from export.cli import ParityFailed, choose_cpu_graph
-    from export.parity import Check
-
-    ok_fp32 = Check("fp32 ONNX vs PyTorch: max |logit diff|", 1e-6, 1e-4, at_most=True)
-    bad_int8 = Check("int8 vs fp32: predicted-label agreement", 0.96, 0.99, False)
-    good_int8 = Check("int8 vs fp32: predicted-label agreement", 0.999, 0.99, False)
-    assert choose_cpu_graph("m", "auto", [ok_fp32, good_int8]) == "int8"
-    assert choose_cpu_graph("m", "auto", [ok_fp32, bad_int8]) == "fp32"
-    assert choose_cpu_graph("m", "fp32", [ok_fp32, bad_int8]) == "fp32"
-    with pytest.raises(ParityFailed, match="int8 vs fp32: predicted-label agreement"):
-        choose_cpu_graph("m", "int8", [ok_fp32, bad_int8])
-    bad_fp32 = Check("fp32 ONNX vs PyTorch: max |logit diff|", 1e-2, 1e-4, at_most=True)
-    with pytest.raises(ParityFailed, match="fp32 ONNX vs PyTorch"):
-        choose_cpu_graph("m", "auto", [bad_fp32, good_int8])
-
-
-def test_eval_prints_the_metrics_of_either_kind_of_model():
-    from train.cli import headline
-
-    assert headline(
-        {"macro_f1": 0.5, "micro_f1": 0.6, "weighted_f1": 0.55, "views": {"ekman": {"macro_f1": 0.62}}}
-    ) == ("test macro-F1 0.5000  micro-F1 0.6000  weighted-F1 0.5500  ekman macro-F1 0.6200")
-    assert headline({"weighted_f1": 0.61, "macro_f1": 0.4, "accuracy": 0.63}) == (
-        "test macro-F1 0.4000  weighted-F1 0.6100  accuracy 0.6300"
-    )
