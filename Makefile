@@ -12,7 +12,9 @@ STAMP  := $(VENV)/.setup-serve
 STAMP_TRAIN := $(VENV)/.setup-train
 STAMP_PERF  := $(VENV)/.setup-perf
 STAMP_DEV   := $(VENV)/.setup-dev
-PIP := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
+# --no-compile: byte-compiling every installed module (torch alone has thousands) costs more
+# set-up time than compiling the few that are imported, on first use.
+PIP := $(PY) -m pip install -q --disable-pip-version-check --no-compile -c constraints.txt
 MODEL  ?= goemotions
 MODELS ?=
 DATA_DIR ?= ../shared/data
@@ -72,8 +74,9 @@ eval: $(STAMP_TRAIN) proto ## recompute models/$(MODEL)/metrics.json, card, figu
 export: $(STAMP) proto ## every shipped model -> ONNX fp32/fp16, verified against its serving.json, into model_repository{,_gpu}/
 	$(VENV)/bin/emotionaware-export $(MODELS) --data-dir $(DATA_DIR)
 
+# make serve needs the CPU flavour only; `make export` writes the GPU flavour too.
 export-if-stale: $(STAMP) proto
-	$(VENV)/bin/emotionaware-export $(MODELS) --data-dir $(DATA_DIR) --if-stale
+	$(VENV)/bin/emotionaware-export $(MODELS) --data-dir $(DATA_DIR) --if-stale --no-gpu
 
 serve: export-if-stale ## run Triton + the gateway on CPU (gRPC on 127.0.0.1:50051) until Ctrl-C
 	$(VENV)/bin/emotionaware-serve

@@ -78,15 +78,18 @@ def export_source(
     if served not in CPU_GRAPHS:
         raise ParityFailed(f"{source.name}: unknown CPU graph {served!r} (known: {', '.join(CPU_GRAPHS)})")
     with tempfile.TemporaryDirectory(prefix=f"export-{source.name}-") as tmp:
-        graphs = {name: Path(tmp) / f"{name}.onnx" for name in ("fp32-plain", "fp32", "fp16")}
+        # The fp16 graph serves GPUs only: without a GPU repository it is neither built nor checked.
+        variants = ("fp32-plain", "fp32", "fp16") if gpu_repo is not None else ("fp32-plain", "fp32")
+        graphs = {name: Path(tmp) / f"{name}.onnx" for name in variants}
         source.write_onnx(graphs["fp32-plain"])
         fused = optimize(
             graphs["fp32-plain"], graphs["fp32"], source.onnx_model_type, source.num_heads, source.hidden_size
         )
-        convert_fp16(graphs["fp32"], graphs["fp16"])
+        if "fp16" in graphs:
+            convert_fp16(graphs["fp32"], graphs["fp16"])
         parity = check_parity(
             source,
-            {v: graphs[v] for v in ("fp32", "fp16")},
+            {v: graphs[v] for v in ("fp32", "fp16") if v in graphs},
             served,
             data_dir,
             parity_texts,

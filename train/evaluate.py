@@ -354,7 +354,7 @@ def exported_graphs(model_dir: Path, data_dir: Path) -> dict:
     graph = previous.cpu_graph if previous else "fp32"
     with tempfile.TemporaryDirectory(prefix="eval-export-") as tmp:
         result = export_source(
-            from_artifact(model_dir), Path(tmp) / "repo", None, data_dir,
+            from_artifact(model_dir), Path(tmp) / "repo", Path(tmp) / "gpu", data_dir,
             cpu=CpuOptions(served_graph=graph), measure_test=True,
         )  # fmt: skip
     parity = result.parity
