@@ -33,6 +33,7 @@ import numpy as np
 
 from emotionaware.artifact import ProblemType
 from emotionaware.scores import to_scores
+from export.parity import decisions
 
 BATCH = 64
 DEVIATION_TEXTS = 200
@@ -131,15 +132,9 @@ def deviation(
         scores = to_scores(mixed, problem)
         worst = max(worst, float(np.abs(scores - base).max()))
         changed += int(
-            (decide(scores, problem, thresholds) != decide(base, problem, thresholds)).any(axis=1).sum()
+            (decisions(mixed, problem, thresholds) != decisions(alone, problem, thresholds)).any(axis=1).sum()
         )
     return worst, changed
-
-
-def decide(scores: np.ndarray, problem: ProblemType, thresholds: np.ndarray) -> np.ndarray:
-    if problem is ProblemType.MULTI_LABEL:
-        return scores >= thresholds
-    return np.eye(scores.shape[1], dtype=bool)[scores.argmax(axis=1)]
 
 
 def quantize_int8(src: Path, dst: Path, reduce_range: bool = False) -> None:
@@ -245,7 +240,6 @@ def measure_model(name: str, data_dir: Path, threads: int, log) -> list[Row]:
         ]
     else:
         pool = random.Random(1).sample(dev_ids, min(CALIBRATION_TEXTS, len(dev_ids)))
-    calibration = pool
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -256,7 +250,7 @@ def measure_model(name: str, data_dir: Path, threads: int, log) -> list[Row]:
             "ORT fp32 (fused)": lambda: ort_runner(fused, threads)
         }
 
-        def built(label: str, build: Callable[[Path], None]) -> Callable[[], Runner]:
+        def built(build: Callable[[Path], None]) -> Callable[[], Runner]:
             def make() -> Runner:
                 path = Path(tmp) / f"{len(graphs)}.onnx"
                 build(path)
@@ -264,12 +258,12 @@ def measure_model(name: str, data_dir: Path, threads: int, log) -> list[Row]:
 
             return make
 
-        graphs["ORT int8 dynamic (today)"] = built("dyn", lambda p: quantize_int8(fused, p))
+        graphs["ORT int8 dynamic (today)"] = built(lambda p: quantize_int8(fused, p))
         graphs["ORT int8 dynamic, 7-bit weights"] = built(
             "dyn7", lambda p: quantize_int8(fused, p, reduce_range=True)
         )
         graphs["ORT int8 static QDQ, 7-bit weights"] = built(
-            "qdq", lambda p: quantize_int8_static(fused, p, calibration, names)
+            lambda p: quantize_int8_static(fused, p, pool, names)
         )
         graphs["OpenVINO fp32"] = lambda: openvino_runner(plain, threads)
         fp32_speed = None
@@ -290,9 +284,11 @@ def measure_model(name: str, data_dir: Path, threads: int, log) -> list[Row]:
                 if source.problem_type is ProblemType.MULTI_LABEL
                 else np.zeros(len(source.labels))
             )
-            dev = headline.score(headline.dev.targets, decide(dev_scores, source.problem_type, thresholds))
-            test_scores = to_scores(test_logits, source.problem_type)
-            test = headline.score(headline.test.targets, decide(test_scores, source.problem_type, thresholds))
+            dev = headline.score(headline.dev.targets, decisions(dev_logits, source.problem_type, thresholds))
+            to_scores(test_logits, source.problem_type)
+            test = headline.score(
+                headline.test.targets, decisions(test_logits, source.problem_type, thresholds)
+            )
             worst, changed = deviation(run, sample, dev_ids, pad, names, source.problem_type, thresholds)
             rows.append(Row(name, graph, speed, speed / fp32_speed, dev, test, worst, changed))
             log(rows[-1].markdown())
