@@ -13,6 +13,10 @@ import unicodedata
 _WHITESPACE = re.compile(r"\s+")
 # Zero-width and BOM characters survive NFKC and become [UNK] tokens for no benefit.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
+# Characters that show nothing on their own: separators (Z*), control and format characters
+# (Cc, Cf: U+0000, U+200B, U+FEFF...), surrogates, and combining marks without a base
+# (the tokenizer strips accents, so a lone U+0301 reaches the model as nothing).
+_NOT_VISIBLE = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Mn", "Me"})
 
 
 def normalize(text: str) -> str:
@@ -24,3 +28,13 @@ def normalize(text: str) -> str:
     """
     text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
     return _WHITESPACE.sub(" ", text).strip()
+
+
+def has_visible_character(text: str) -> bool:
+    """True when ``text`` holds a character that shows: the one emptiness rule of the API.
+
+    Whitespace-only, control-only (``"\\x00"``), zero-width-only (``"\\u200b"``,
+    ``"\\ufeff"``) and combining-mark-only texts are all "empty": the model would see only
+    its special tokens and answer with the prior, not with anything the text says.
+    """
+    return any(unicodedata.category(ch) not in _NOT_VISIBLE for ch in text)

@@ -9,8 +9,15 @@ starvation) and, under load, a batch holds texts of nearly one length.
 A batch is sent at once when no batch of its model is in flight (an idle backend should not
 wait) or when a full batch is waiting, otherwise when the oldest sequence has waited
 ``batch_wait_ms``. At most ``batch_max_inflight`` batches per model version are at the backend
-at once; the queue is bounded by ``queue_max_texts``, beyond which requests get
-RESOURCE_EXHAUSTED with a retry hint.
+at once.
+
+Admission is by count and by time. The queue holds at most ``queue_max_texts`` sequences;
+and a request is refused at once (RESOURCE_EXHAUSTED with a retry hint) when the work
+queued ahead of it would take longer than ``queue_budget_ms`` to clear, or when that wait
+plus its own work would pass its deadline. The wait is estimated from the backend's measured
+cost per token (a moving average over completed batches), so under overload accepted
+requests wait about the budget instead of as long as the queue is, and refusals take no time.
+Until the first batch has completed there is no estimate and only the count applies.
 """
 
 from __future__ import annotations
@@ -40,10 +47,17 @@ _FALLBACK_BUCKETS = (16, 32, 64, 128, 256, 512)
 # tokens, so a sequence that would add more padding than that is cheaper in another batch.
 # Chosen by `make perf` on GoEmotions test texts (see bench/results).
 _PAD_ALLOWANCE = 8
+# Weight of the newest batch in the moving average of the backend's cost per token.
+_COST_SMOOTHING = 0.2
 
 
 def _length(item: _Item) -> int:
     return item.length
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass(eq=False)  # identity: items are removed from the queue by identity, never compared by value
@@ -82,6 +96,8 @@ class MicroBatcher:
         self._arrivals: deque[_Item] = deque()  # arrival order; taken items are skipped lazily
         self._queued_tokens = 0
         self._inflight = 0
+        self._inflight_tokens = 0
+        self._cost_per_token: float | None = None  # seconds of backend time per real token
         self._wake = asyncio.Event()
         self._worker: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -92,13 +108,44 @@ class MicroBatcher:
     def _queued(self) -> int:
         return len(self._queue)
 
-    def reserve_check(self, sequences: int) -> None:
-        """Refuse a whole batch call up front when its sequences do not fit in the queue."""
-        if self._queued + sequences > self._settings.queue_max_texts:
+    def estimated_wait_s(self, tokens: int = 0) -> float | None:
+        """Seconds until the queued work (and ``tokens`` more) has run; None before any measurement."""
+        if self._cost_per_token is None:
+            return None
+        # Half of what is in flight is left on average; parallel batches share the backend.
+        ahead = self._queued_tokens + self._inflight_tokens / 2 + tokens
+        return ahead * self._cost_per_token / self._settings.batch_max_inflight
+
+    def admit(self, sequences: int, tokens: int, deadline: float) -> None:
+        """Refuse a request up front when it does not fit the queue, the time budget or its deadline.
+
+        ``tokens`` is the request's own work (0 when not yet known, as for a batch call before
+        tokenization). All or nothing: a request is never half queued.
+        """
+        settings, name = self._settings, self._spec.name
+        if self._queued + sequences > settings.queue_max_texts:
+            more = f"; {sequences} more do not fit" if sequences > 1 else ""
             raise Overloaded(
-                f"model {self._spec.name} has {self._queued} sequences queued; {sequences} more exceed the "
-                f"limit of {self._settings.queue_max_texts}",
-                self._settings.retry_after_ms,
+                f"model {name} has {self._queued} sequences queued (limit {settings.queue_max_texts}){more}",
+                settings.retry_after_ms,
+            )
+        wait = self.estimated_wait_s()
+        if wait is None:
+            return
+        budget = settings.queue_budget_ms / 1000
+        if budget and wait > budget:
+            raise Overloaded(
+                f"model {name} has about {wait * 1000:.0f} ms of work queued; the queue-time budget is "
+                f"{settings.queue_budget_ms:.0f} ms",
+                max(settings.retry_after_ms, round((wait - budget) * 1000)),
+            )
+        remaining = deadline - time.monotonic()
+        needed = self.estimated_wait_s(tokens) or 0.0
+        if needed > remaining:
+            raise Overloaded(
+                f"model {name} would need about {needed * 1000:.0f} ms for this request; its deadline is "
+                f"{max(remaining, 0) * 1000:.0f} ms away",
+                max(settings.retry_after_ms, round(wait * 1000)),
             )
 
     def _width(self, length: int) -> int:
@@ -110,15 +157,12 @@ class MicroBatcher:
     def _capacity(self, width: int) -> int:
         return max(1, min(self._settings.batch_max_texts, self._settings.batch_token_budget // width))
 
-    async def submit(self, ids: np.ndarray, deadline: float) -> SequenceOutput:
-        """Logits of one sequence (int64 token ids), batched with whatever else is waiting."""
-        return await self.enqueue(ids, deadline)
-
     def enqueue(self, ids: np.ndarray, deadline: float) -> asyncio.Future[SequenceOutput]:
         """Queue one sequence; the future resolves to its logits or to a :class:`GatewayError`.
 
-        Raises :class:`Overloaded` at once when the queue is full. Callers with many sequences
-        (ClassifyBatch) wait on the futures directly, without a task per sequence.
+        Raises :class:`Overloaded` at once when the queue is full (callers check :meth:`admit`
+        first, for all their sequences). Callers with many sequences (ClassifyBatch) wait on the
+        futures directly, without a task per sequence.
         """
         if self._queued >= self._settings.queue_max_texts:
             raise Overloaded(
@@ -130,6 +174,9 @@ class MicroBatcher:
             self._worker = asyncio.create_task(self._run(), name=f"batcher-{self._label}")
         loop = asyncio.get_running_loop()
         item = _Item(ids, loop.create_future(), time.monotonic(), deadline)
+        # A caller that stopped waiting (deadline, a failed sibling window) never reads its
+        # future's exception; reading it here keeps asyncio from logging it as lost.
+        item.future.add_done_callback(_retrieve)
         bisect.insort_right(self._queue, item, key=_length)
         self._arrivals.append(item)
         self._queued_tokens += item.length
@@ -216,6 +263,7 @@ class MicroBatcher:
                 items = self._take()
                 if items:
                     self._inflight += 1
+                    self._inflight_tokens += sum(i.length for i in items)
                     task = asyncio.create_task(self._dispatch(items))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
@@ -251,7 +299,13 @@ class MicroBatcher:
             if timeout <= 0:
                 raise DeadlineExceeded("the request deadline passed while waiting for a batch")
             output = await self._backend.infer(self._spec.triton_name, self._spec.version, inputs, timeout)
-            STAGE_LATENCY.labels("infer").observe(time.monotonic() - now)
+            took = time.monotonic() - now
+            STAGE_LATENCY.labels("infer").observe(took)
+            cost = took / real
+            previous = self._cost_per_token
+            self._cost_per_token = (
+                cost if previous is None else previous + _COST_SMOOTHING * (cost - previous)
+            )
             for row, item in enumerate(items):
                 if not item.future.done():
                     item.future.set_result(SequenceOutput(output.logits[row], output.model_version))
@@ -264,6 +318,7 @@ class MicroBatcher:
                     item.future.set_exception(exc)
         finally:
             self._inflight -= 1
+            self._inflight_tokens -= sum(i.length for i in items)
             self._wake.set()
 
     async def close(self) -> None:

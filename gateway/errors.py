@@ -9,6 +9,17 @@ from __future__ import annotations
 
 import grpc
 
+# Longest user-supplied value quoted in an error message: enough to recognise a model name,
+# short enough that no client can make an error message (a gRPC trailer) large.
+QUOTE_CHARS = 40
+
+
+def quote(value: str, limit: int = QUOTE_CHARS) -> str:
+    """A user-supplied value for an error message: repr'd, cut to ``limit`` characters."""
+    if len(value) <= limit:
+        return repr(value)
+    return repr(value[:limit]) + f"... ({len(value)} characters)"
+
 
 class GatewayError(Exception):
     """Base of every error the gateway reports to a client."""

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.errors import ModelNotFound
+from gateway.errors import ModelNotFound, quote
 from gateway.metrics import ROUTING_RELOADS
 from gateway.models import ModelSpec, load_model_spec
 from gateway.settings import Settings
@@ -87,12 +87,12 @@ class RouteTable:
         route = self.routes.get(name)
         if route is None:
             known = sorted(set(self.routes) | set(self.aliases))
-            raise ModelNotFound(f"model {name!r} is not served; available: {', '.join(known)}")
+            raise ModelNotFound(f"model {quote(name)} is not served; available: {', '.join(known)}")
         version = version or route.version
         spec = self.specs.get((name, version))
         if spec is None:
             raise ModelNotFound(
-                f"model {name!r} has no served version {version!r}; served: {', '.join(route.versions)}"
+                f"model {name!r} has no served version {quote(version)}; served: {', '.join(route.versions)}"
             )
         return Resolved(spec, route)
 

@@ -17,8 +17,9 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from emotionaware.v1 import emotion_pb2, emotion_pb2_grpc
+from emotionaware.v1 import emotion_pb2
 from gateway.backend import Backend, TritonBackend
+from gateway.decoding import add_service
 from gateway.routing import Router
 from gateway.service import EmotionService
 from gateway.servicer import EmotionServicer
@@ -58,7 +59,13 @@ class GatewayServer:
                 ("grpc.max_receive_message_length", self.settings.max_message_bytes),
             ],
         )
-        emotion_pb2_grpc.add_EmotionServiceServicer_to_server(EmotionServicer(self.service), server)
+        # Not the generated add_*_to_server: its deserializers raise on undecodable bytes.
+        add_service(
+            emotion_pb2.DESCRIPTOR.services_by_name["EmotionService"],
+            emotion_pb2,
+            EmotionServicer(self.service),
+            server,
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (

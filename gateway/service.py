@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from emotionaware.artifact import ProblemType
 from emotionaware.context import format_context
+from emotionaware.text import has_visible_character
 from gateway.backend import Backend
 from gateway.batching import BatcherPool, SequenceOutput
 from gateway.errors import GatewayError, InternalError, InvalidArgument
@@ -34,11 +35,6 @@ MAX_SPEAKER_CHARS = 128
 # Tokenizing a few thousand characters takes long enough to stall other requests on the event
 # loop; shorter texts are cheaper to tokenize inline than to hand to a thread.
 _THREAD_TOKENIZE_CHARS = 2000
-
-
-def _quote(value: str, limit: int = 40) -> str:
-    """A field value for an error message, shortened (values may be user text)."""
-    return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
 def long_text_mode(request: ClassifyInput, spec: ModelSpec) -> LongTextMode:
@@ -71,10 +67,11 @@ class EmotionService:
     # -- validation -------------------------------------------------------------------------
 
     def check_text(self, text: str, limit: int, field: str = "text") -> None:
-        if not text.strip():
-            raise InvalidArgument(field, "must contain at least one non-whitespace character")
+        """The one rule for every text field: within the limit, at least one visible character."""
         if len(text) > limit:
             raise InvalidArgument(field, f"is {len(text)} characters long; the limit is {limit}")
+        if not has_visible_character(text):
+            raise InvalidArgument(field, "must contain at least one visible character")
 
     def check_options(self, spec: ModelSpec, options: ClassifyOptions) -> None:
         views = spec.views
@@ -191,6 +188,7 @@ class EmotionService:
             scored=scored,
             problem_type=spec.problem_type,
             token_count=windows[0].token_count,
+            token_count_exact=windows[0].token_count_exact,
             truncated=prepared.dropped,
             max_tokens=spec.max_tokens,
             model=spec.name,
@@ -209,8 +207,13 @@ class EmotionService:
         resolved = resolved or self.resolve(request.model, request.options)
         prepared = await self._prepare(request, resolved)
         batcher = self.batchers.get(resolved.spec)
+        batcher.admit(len(prepared.windows), sum(len(w.input_ids) for w in prepared.windows), deadline)
         futures = [batcher.enqueue(w.input_ids, deadline) for w in prepared.windows]
-        return self._finish(prepared, await asyncio.gather(*futures))
+        try:
+            return self._finish(prepared, await asyncio.gather(*futures))
+        finally:
+            for future in futures:  # a failed window, deadline or cancel: the others must not run
+                future.cancel()
 
     async def classify_batch(
         self, texts: Sequence[str], model: str, options: ClassifyOptions, deadline: float
@@ -228,7 +231,7 @@ class EmotionService:
             raise InvalidArgument("texts", f"holds {len(texts)} texts; the limit is {limit}")
         batcher = self.batchers.get(resolved.spec)
         # All or nothing: a batch that cannot be queued whole is refused rather than half-served.
-        batcher.reserve_check(len(texts))
+        batcher.admit(len(texts), 0, deadline)
         pending: list[tuple[_Prepared, list[asyncio.Future]] | GatewayError] = []
         try:
             for i, text in enumerate(texts):

@@ -23,6 +23,7 @@ from emotionaware.context import Turn
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1 import emotion_pb2_grpc
 from gateway.conversations import ConversationStore
+from gateway.decoding import Undecodable
 from gateway.errors import DeadlineExceeded, GatewayError, InternalError, InvalidArgument, to_status, trailers
 from gateway.metrics import ITEM_ERRORS, LATENCY, REQUESTS
 from gateway.routing import RouteTable
@@ -115,6 +116,7 @@ def to_proto(result: ClassifyResult, started: float) -> pb.ClassifyResponse:
         ],
         aggregation=aggregation,
         context_turns=result.context_turns,
+        token_count_is_lower_bound=not result.token_count_exact,
         server_latency_us=int((time.perf_counter() - started) * 1e6),
     )
 
@@ -176,6 +178,8 @@ def rpc(method: str) -> Callable:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
+                if isinstance(request, Undecodable):
+                    raise InvalidArgument(request.field, request.problem)
                 remaining = context.time_remaining()
                 timeout_s = self.service.settings.default_timeout_s if remaining is None else remaining
                 if timeout_s <= 0:
@@ -280,6 +284,14 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
     ) -> AsyncIterator[pb.ClassifyStreamResponse]:
         """Answer each message in arrival order; messages are classified concurrently."""
         settings = self.service.settings
+
+        def message_deadline(arrived: float, stream_remaining: float | None, timeout_ms: int) -> float:
+            """The documented rule (proto ClassifyStreamRequest.timeout_ms), as a monotonic time."""
+            limits = [arrived + timeout_ms / 1000] if timeout_ms else []
+            if stream_remaining is not None:
+                limits.append(time.monotonic() + stream_remaining)
+            return min(limits) if limits else arrived + settings.default_timeout_s
+
         store = ConversationStore(settings.stream_history_turns, settings.stream_max_conversations)
         pending: asyncio.Queue[asyncio.Task | BaseException | None] = asyncio.Queue(
             settings.stream_max_pending
@@ -291,9 +303,10 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
             message: pb.ClassifyStreamRequest, sequence: int, prepared
         ) -> pb.ClassifyStreamResponse:
             started = time.perf_counter()
-            response = pb.ClassifyStreamResponse(
-                conversation_id=message.conversation_id, message_id=message.message_id, sequence=sequence
-            )
+            response = pb.ClassifyStreamResponse(sequence=sequence)
+            if not isinstance(message, Undecodable):
+                response.conversation_id = message.conversation_id
+                response.message_id = message.message_id
             try:
                 if isinstance(prepared, GatewayError):
                     raise prepared
@@ -315,7 +328,10 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
 
         def prepare(message: pb.ClassifyStreamRequest):
             """Validate, route and snapshot context in arrival order (before any await)."""
+            arrived = time.monotonic()
             try:
+                if isinstance(message, Undecodable):
+                    raise InvalidArgument(message.field, message.problem)
                 cid = message.conversation_id
                 if not cid:
                     raise InvalidArgument("conversation_id", "must not be empty")
@@ -335,13 +351,7 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
             except GatewayError as exc:
                 return exc
             store.append(cid, Turn(message.speaker, message.text))
-            remaining = context.time_remaining()
-            timeout_s = (
-                settings.default_timeout_s
-                if remaining is None
-                else min(remaining, settings.default_timeout_s)
-            )
-            return request, resolved, time.monotonic() + timeout_s
+            return request, resolved, message_deadline(arrived, context.time_remaining(), message.timeout_ms)
 
         async def read() -> None:
             sequence = 0

@@ -55,6 +55,9 @@ class Settings:
     batch_wait_ms: float = 2.0  # longest a sequence waits for its batch to fill
     batch_max_inflight: int = 2  # batches of one model at the backend at once
     queue_max_texts: int = 2048  # sequences waiting per model; beyond: RESOURCE_EXHAUSTED
+    # Longest a request may expect to wait for the work queued ahead of it; beyond:
+    # RESOURCE_EXHAUSTED at once (0: no time budget, only the deadline and the count).
+    queue_budget_ms: float = 500.0
     retry_after_ms: int = 100  # back-off suggested to clients on RESOURCE_EXHAUSTED
     pad_to_buckets: bool = False  # pad batches to the model's length buckets (GPU flavour)
     backend_retries: int = 2  # retries of an inference call after UNAVAILABLE
@@ -88,6 +91,8 @@ class Settings:
                 f"queue_max_texts ({self.queue_max_texts}) must hold a whole batch call (max_batch_texts "
                 f"{self.max_batch_texts})"
             )
+        if self.queue_budget_ms < 0:
+            raise ValueError(f"queue_budget_ms must not be negative, got {self.queue_budget_ms}")
         if self.batch_wait_ms < 0 or self.chunk_overlap_tokens < 0 or self.backend_retries < 0:
             raise ValueError("batch_wait_ms, chunk_overlap_tokens and backend_retries must not be negative")
 
@@ -120,6 +125,7 @@ _HELP = {
     "batch_wait_ms": "longest a sequence waits for more to batch with, in milliseconds",
     "batch_max_inflight": "batches of one model version at the backend at the same time",
     "queue_max_texts": "sequences queued per model version before RESOURCE_EXHAUSTED",
+    "queue_budget_ms": "refuse requests whose estimated queue wait exceeds this, in milliseconds (0: off)",
     "retry_after_ms": "back-off suggested in the retry-after-ms trailer of RESOURCE_EXHAUSTED",
     "pad_to_buckets": "pad batches to the model's length buckets (for backends without ragged batching)",
     "backend_retries": "retries of an inference call that failed with UNAVAILABLE",

@@ -2,17 +2,60 @@
 
 The gateway tokenizes, not Triton, so token counts and truncation are known before the
 request is sent, and so Triton receives only fixed-type integer tensors.
+
+Cost is bounded by what the model can read, not by what the client sent. A text is
+tokenized only as far as needed: a prefix cut at a space (after normalisation, where
+words never span a space, so the prefix's tokens are exactly the first tokens of the
+whole text) that holds at least one token more than the model reads. The prefix starts
+at ``_CHARS_PER_TOKEN`` characters per needed token and doubles while it holds too few
+(long words or unbroken scripts), so the worst case is one tokenization of the whole text,
+which is within the character limit. The tokenizer is never asked for truncation with
+overflow: for a text+context pair that returns every combination of both segments'
+overflow windows (7,139 encodings, about 620 MB, for two 10,000-character segments).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from emotionaware.text import normalize
 from gateway.types import TokenizedText
+
+# English averages about 4.5 characters per token; 8 makes the first prefix enough for
+# almost every text, so a second pass is rare.
+_CHARS_PER_TOKEN = 8
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    """Tokens (no special tokens) of the start of a string."""
+
+    text: str  # the tokenized prefix
+    tokens: int
+    complete: bool  # the prefix is the whole string
+
+
+def _longest_first(first: int, second: int, budget: int) -> tuple[int, int]:
+    """Tokens kept of each segment of a pair, as ``tokenizers``' longest_first strategy keeps.
+
+    The shorter segment is kept whole when the longer one can take the rest; otherwise each
+    gets half, the longer one the odd token. Lengths may be capped at ``budget + 1`` (prefix
+    counts): the result is then the same except that when both segments exceed the budget,
+    an odd token goes to the second (context) segment.
+    """
+    if first + second <= budget:
+        return first, second
+    short = min(first, second)
+    keep_long = short if short > budget else max(short, budget - short)
+    keep_short = short
+    if keep_short + keep_long > budget:
+        keep_short = budget // 2
+        keep_long = keep_short + budget % 2
+    return (keep_long, keep_short) if first > second else (keep_short, keep_long)
 
 
 class TextTokenizer:
@@ -25,38 +68,68 @@ class TextTokenizer:
         self.pad_id = int(padding["pad_id"]) if padding else 0
         # The shipped tokenizer.json pads to 128; padding happens inside Triton's batch instead.
         self._tokenizer.no_padding()
-        # Longest segment first: with a context pair, the (usually longer) context is cut
-        # before the utterance, and its oldest turns (at its end) go first.
-        self._tokenizer.enable_truncation(max_length=max_tokens, strategy="longest_first")
-        self._specials = self._tokenizer.num_special_tokens_to_add(is_pair=False)
-        self.specials = self._specials
+        # Truncation is done here, on prefixes, never by the tokenizer (see the module doc).
+        self._tokenizer.no_truncation()
+        self.specials = self._tokenizer.num_special_tokens_to_add(is_pair=False)
         self._pair_specials = self._tokenizer.num_special_tokens_to_add(is_pair=True)
         self.max_tokens = max_tokens
         self._chunkers: dict[int, Tokenizer] = {}  # chunk-mode copies, one per overlap
+
+    def _prefix(self, text: str, needed: int) -> _Prefix:
+        """The shortest prefix (doubling, cut at a space) with ``needed`` tokens, or all of ``text``."""
+        limit = max(needed, 8) * _CHARS_PER_TOKEN
+        while True:
+            if len(text) <= limit:
+                return _Prefix(text, len(self._tokenizer.encode(text, add_special_tokens=False)), True)
+            cut = text.rfind(" ", 0, limit + 1)
+            if cut > 0:
+                head = text[:cut]
+                tokens = len(self._tokenizer.encode(head, add_special_tokens=False))
+                if tokens >= needed:
+                    return _Prefix(head, tokens, False)
+            limit *= 2
+
+    def _kept(self, encoding: Encoding, keep: tuple[int, ...]) -> np.ndarray:
+        """Ids of ``encoding`` with special tokens and the first ``keep[i]`` tokens of segment i."""
+        seen = [0] * len(keep)
+        ids = []
+        for token, segment in zip(encoding.ids, encoding.sequence_ids, strict=True):
+            if segment is not None:
+                if seen[segment] >= keep[segment]:
+                    continue
+                seen[segment] += 1
+            ids.append(token)
+        return np.asarray(ids, dtype=np.int64)
 
     def encode(self, text: str, context: str = "") -> TokenizedText:
         """Token ids of ``text`` (and of a context segment after it, when given), cut to the limit.
 
         ``token_count`` and ``truncated`` describe the text itself; context that does not fit
-        is dropped silently, oldest turns first, because keeping it is best effort by design.
+        is dropped silently, oldest turns first (the context is newest first), because
+        keeping it is best effort by design. Both segments are cut as ``longest_first`` cuts.
         """
         normalized = normalize(text)
-        if context:
-            whole = self._untruncated_length(normalized)
-            encoding = self._tokenizer.encode(normalized, context)
-            kept = encoding.type_ids.count(0)
+        if not context:
+            budget = self.max_tokens - self.specials
+            head = self._prefix(normalized, budget + 1)
+            encoding = self._tokenizer.encode(head.text)
+            kept = min(head.tokens, budget)
             return TokenizedText(
-                input_ids=np.asarray(encoding.ids, dtype=np.int64),
-                token_count=whole,
-                truncated=kept < whole,
+                input_ids=self._kept(encoding, (kept,)),
+                token_count=head.tokens + self.specials,
+                truncated=kept < head.tokens,
+                token_count_exact=head.complete,
             )
-        encoding = self._tokenizer.encode(normalized)
-        # Truncated tokens come back as overflowing windows, each with its own special tokens.
-        overflow = sum(len(o.ids) - self._specials for o in encoding.overflowing)
+        budget = self.max_tokens - self._pair_specials
+        head = self._prefix(normalized, budget + 1)
+        tail = self._prefix(context, budget + 1)
+        keep = _longest_first(min(head.tokens, budget + 1), min(tail.tokens, budget + 1), budget)
+        encoding = self._tokenizer.encode(head.text, tail.text)
         return TokenizedText(
-            input_ids=np.asarray(encoding.ids, dtype=np.int64),
-            token_count=len(encoding.ids) + overflow,
-            truncated=overflow > 0,
+            input_ids=self._kept(encoding, keep),
+            token_count=head.tokens + self.specials,
+            truncated=keep[0] < head.tokens,
+            token_count_exact=head.complete,
         )
 
     def encode_chunks(self, text: str, overlap: int, max_chunks: int) -> tuple[list[TokenizedText], bool]:
@@ -65,23 +138,22 @@ class TextTokenizer:
         Consecutive windows share ``overlap`` tokens (the tokenizer's stride). Returns at most
         ``max_chunks`` windows and whether windows beyond that were dropped.
         """
-        content = self.max_tokens - self._specials
+        content = self.max_tokens - self.specials
         overlap = min(overlap, content - 1)
         chunker = self._chunkers.get(overlap)
         if chunker is None:
             chunker = Tokenizer.from_str(self._tokenizer.to_str())
             chunker.enable_truncation(max_length=self.max_tokens, stride=overlap)
             self._chunkers[overlap] = chunker
-        encoding = chunker.encode(normalize(text))
+        # Enough tokens for max_chunks whole windows and one more token, to know if one is dropped.
+        head = self._prefix(normalize(text), (max_chunks - 1) * (content - overlap) + content + 1)
+        encoding = chunker.encode(head.text)
         windows = [encoding, *encoding.overflowing]
-        total = len(encoding.ids) + sum(len(o.ids) - self._specials for o in encoding.overflowing)
-        total -= overlap * len(encoding.overflowing)  # shared tokens counted once
+        total = head.tokens + self.specials
         out, first = [], 0
         for window in windows[:max_chunks]:
-            out.append(TokenizedText(np.asarray(window.ids, dtype=np.int64), total, False, first))
-            first += len(window.ids) - self._specials - overlap
+            out.append(
+                TokenizedText(np.asarray(window.ids, dtype=np.int64), total, False, first, head.complete)
+            )
+            first += len(window.ids) - self.specials - overlap
         return out, len(windows) > max_chunks
-
-    def _untruncated_length(self, normalized: str) -> int:
-        encoding = self._tokenizer.encode(normalized)
-        return len(encoding.ids) + sum(len(o.ids) - self._specials for o in encoding.overflowing)

@@ -56,6 +56,8 @@ class TokenizedText:
     token_count: int  # tokens of the text itself, special tokens included, before any cut
     truncated: bool
     first_token: int = 0  # chunk mode: offset of this window's first text token
+    # False when only a prefix of a long text was tokenized: token_count is then a lower bound.
+    token_count_exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -98,3 +100,4 @@ class ClassifyResult:
     chunk_count: int = 1
     aggregated: bool = False
     context_turns: int = 0
+    token_count_exact: bool = True  # False: only a prefix was tokenized, token_count is a lower bound

@@ -74,9 +74,12 @@ async def test_views_project_the_model_labels(stub, view, labels, expected):
 async def test_long_text_truncates_by_default_and_chunks_on_request(stub):
     cut = await stub.Classify(pb.ClassifyRequest(text=LONG), timeout=10)
     assert cut.truncated and cut.chunk_count == 1 and cut.token_count > 128
+    # Truncate mode tokenizes only a prefix of a long text: the count is a lower bound.
+    assert cut.token_count_is_lower_bound
     options = pb.ClassifyOptions(long_text_mode=pb.LONG_TEXT_MODE_CHUNK)
     chunked = await stub.Classify(pb.ClassifyRequest(text=LONG, options=options), timeout=10)
-    assert not chunked.truncated and chunked.token_count == cut.token_count
+    assert not chunked.truncated and not chunked.token_count_is_lower_bound
+    assert cut.token_count < chunked.token_count
     assert chunked.chunk_count == len(chunked.chunks) > 1
     assert chunked.aggregation == pb.AGGREGATION_MAX
     assert chunked.chunks[0].first_token == 0 and chunked.chunks[0].token_count == 126
@@ -103,7 +106,7 @@ async def test_classify_batch_keeps_order_and_reports_item_errors(stub):
     assert kinds == ["result", "error", "result", "error", "result"]
     assert [list(reply.items[i].result.predicted) for i in (0, 2, 4)] == [["gratitude"], ["fear"], ["love"]]
     assert reply.items[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-    assert reply.items[1].error.message == "texts[1]: must contain at least one non-whitespace character"
+    assert reply.items[1].error.message == "texts[1]: must contain at least one visible character"
     assert reply.items[3].error.message == "texts[3]: is 10001 characters long; the limit is 10000"
 
 

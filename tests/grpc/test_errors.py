@@ -23,11 +23,27 @@ Turn = pb.Turn
 @pytest.mark.parametrize(
     ("request_", "code", "message"),
     [
-        (pb.ClassifyRequest(text=""), INVALID, "text: must contain at least one non-whitespace character"),
+        (pb.ClassifyRequest(text=""), INVALID, "text: must contain at least one visible character"),
         (
             pb.ClassifyRequest(text=" \n\t"),
             INVALID,
-            "text: must contain at least one non-whitespace character",
+            "text: must contain at least one visible character",
+        ),
+        *(
+            (pb.ClassifyRequest(text=blank), INVALID, "text: must contain at least one visible character")
+            for blank in ("\x00\x00", "\u200b", "\ufeff", "\u0301", "\u3000\u2028")
+        ),
+        (
+            pb.ClassifyRequest(text="hi", model="m" * 20_000),
+            NOT_FOUND,
+            "model 'mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm'... (20000 characters) is not served; available: "
+            "canary, conversation, default, goemotions, stable, tiny-user-model",
+        ),
+        (
+            pb.ClassifyRequest(text="hi", options=Opts(model_version="9" * 5000)),
+            NOT_FOUND,
+            "model 'goemotions' has no served version '9999999999999999999999999999999999999999'... "
+            "(5000 characters); served: 1",
         ),
         (
             pb.ClassifyRequest(text="x" * 10_001),
@@ -97,7 +113,7 @@ Turn = pb.Turn
         (
             pb.ClassifyRequest(text="hi", model="conversation", context=[Turn(speaker="a", text=" ")]),
             INVALID,
-            "context[0].text: must contain at least one non-whitespace character",
+            "context[0].text: must contain at least one visible character",
         ),
         (
             pb.ClassifyRequest(text="hi", model="conversation", context=[Turn(speaker="a" * 129, text="yo")]),
@@ -174,7 +190,7 @@ async def test_stream_reports_bad_messages_in_place_and_goes_on(stub):
         (3, "conversation_id: is 129 characters long; the limit is 128"),
         (3, "options.long_text_mode: chunk mode is not available on streams"),
         (5, errors[3][1]),
-        (3, "text: must contain at least one non-whitespace character"),
+        (3, "text: must contain at least one visible character"),
     ]
     assert errors[3][1].startswith("model 'nope' is not served")
     # Rejected messages were not added to the conversation: the good one has no context.
@@ -285,5 +301,56 @@ async def test_a_batch_that_does_not_fit_the_queue_is_refused_whole(stub, backen
             pb.ClassifyBatchRequest(texts=["hi"] * 200, model="conversation"), timeout=10
         )
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "200 more exceed the limit of 256; retry after 100 ms" in err.value.details()
+    assert "(limit 256); 200 more do not fit; retry after 100 ms" in err.value.details()
     await pending
+
+
+def raw(channel, method: str):
+    """A call that sends bytes as they are, bypassing the client's protobuf encoder."""
+    return channel.unary_unary(f"/emotionaware.v1.EmotionService/{method}")
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "message"),
+    [
+        ("Classify", b"\n\x03\xed\xa0\x80", "text: is not valid UTF-8"),  # a lone surrogate
+        ("Classify", b"\n\x02hi\x12\x01\xff", "model: is not valid UTF-8"),
+        ("Classify", b"\n\x02hi\"\x04\n\x02\xc3(", "context[0].speaker: is not valid UTF-8"),
+        (
+            "Classify",
+            b"\n\x02hi\"\x02\x12\x00\"\x03\x12\x01\xfe",
+            "context[1].text: is not valid UTF-8",
+        ),
+        ("Classify", b"\x1a\x03\n\x01\x80", "options.model_version: is not valid UTF-8"),
+        ("Classify", b"\n\x09hi", "text: is cut short (the message ends inside it)"),
+        ("ClassifyBatch", b"\n\x01a\n\x01\x80", "texts[1]: is not valid UTF-8"),
+        ("GetModel", b"\n\x01\x80", "model: is not valid UTF-8"),
+        ("ListModels", b"\x0b", "field 1: uses wire type 3, which this API does not accept"),
+    ],
+)
+async def test_undecodable_requests_are_invalid_argument_naming_the_field(channel, method, body, message):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await raw(channel, method)(body, timeout=10)
+    assert (err.value.code(), err.value.details()) == (INVALID, message)
+
+
+async def test_undecodable_requests_are_logged_at_most_once_per_interval(channel, caplog):
+    from gateway.decoding import UNDECODABLE_LOG
+
+    UNDECODABLE_LOG._last = float("-inf")
+    for _ in range(50):
+        with pytest.raises(grpc.aio.AioRpcError):
+            await raw(channel, "Classify")(b"\n\x03\xed\xa0\x80", timeout=10)
+    lines = [r for r in caplog.records if "undecodable" in r.getMessage()]
+    assert len(lines) == 1 and "\xed" not in lines[0].getMessage()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_an_undecodable_stream_message_gets_its_error_in_place(channel):
+    good = pb.ClassifyStreamRequest(conversation_id="a", text="thanks!", message_id="ok").SerializeToString()
+    call = channel.stream_stream("/emotionaware.v1.EmotionService/ClassifyStream",
+                                 response_deserializer=pb.ClassifyStreamResponse.FromString)  # fmt: skip
+    replies = [r async for r in call(iter([b"\n\x01a\x1a\x01\x80", good]), timeout=20)]
+    assert [r.sequence for r in replies] == [0, 1]
+    assert (replies[0].error.code, replies[0].error.message) == (3, "text: is not valid UTF-8")
+    assert replies[1].message_id == "ok" and replies[1].result.predicted

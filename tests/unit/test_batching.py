@@ -47,9 +47,14 @@ def ids(n: int) -> np.ndarray:
     return np.arange(1, n + 1, dtype=np.int64)
 
 
+async def submit(batcher, ids, deadline):
+    """Queue one sequence and wait for it (enqueue refuses synchronously; here it raises on await)."""
+    return await batcher.enqueue(ids, deadline)
+
+
 async def run_all(batcher, lengths):
     deadline = time.monotonic() + 5
-    return await asyncio.gather(*(batcher.submit(ids(n), deadline) for n in lengths))
+    return await asyncio.gather(*(submit(batcher, ids(n), deadline) for n in lengths))
 
 
 async def test_concurrent_sequences_share_batches_by_length():
@@ -74,10 +79,10 @@ async def test_the_oldest_sequence_is_always_in_the_next_batch():
         backend, make_spec(), Settings(batch_wait_ms=1, batch_max_texts=4, batch_max_inflight=1)
     )
     deadline = time.monotonic() + 5
-    first = asyncio.ensure_future(batcher.submit(ids(10), deadline))
+    first = asyncio.ensure_future(submit(batcher, ids(10), deadline))
     await asyncio.sleep(0)  # 10 tokens goes out alone; 120 tokens waits behind it
-    odd = asyncio.ensure_future(batcher.submit(ids(120), deadline))
-    common = [asyncio.ensure_future(batcher.submit(ids(10), deadline)) for _ in range(12)]
+    odd = asyncio.ensure_future(submit(batcher, ids(120), deadline))
+    common = [asyncio.ensure_future(submit(batcher, ids(10), deadline)) for _ in range(12)]
     await asyncio.gather(first, odd, *common)
     widths = [b["input_ids"].shape[1] for b in backend.batches]
     assert widths[:2] == [10, 120], widths
@@ -123,7 +128,7 @@ async def test_full_queue_is_refused_with_a_retry_hint():
         queue_max_texts=3, max_batch_texts=3, batch_max_inflight=1, batch_max_texts=1, retry_after_ms=250
     )
     batcher = MicroBatcher(backend, make_spec(), settings)
-    results = await asyncio.gather(*(batcher.submit(ids(4), time.monotonic() + 5) for _ in range(6)),
+    results = await asyncio.gather(*(submit(batcher, ids(4), time.monotonic() + 5) for _ in range(6)),
                                    return_exceptions=True)  # fmt: skip
     refused = [r for r in results if isinstance(r, Overloaded)]
     assert len(refused) == 3 and refused[0].retry_after_ms == 250
@@ -159,7 +164,7 @@ async def test_a_scheduling_fault_fails_the_queue_instead_of_hanging_it(monkeypa
 
     monkeypatch.setattr(batcher, "_pick", broken)
     with pytest.raises(InternalError):
-        await asyncio.wait_for(batcher.submit(ids(4), time.monotonic() + 5), timeout=2)
+        await asyncio.wait_for(submit(batcher, ids(4), time.monotonic() + 5), timeout=2)
     await batcher.close()
 
 
@@ -169,4 +174,50 @@ async def test_similar_lengths_from_other_buckets_fill_a_batch():
     await run_all(batcher, [18, 20, 22, 23, 25, 60])  # buckets 20, 20, 24, 24, 28, 64
     widths = sorted(tuple(b["attention_mask"].sum(axis=1)) for b in backend.batches)
     assert widths == [(18, 20, 22, 23, 25), (60,)]
+    await batcher.close()
+
+
+async def test_work_queued_beyond_the_time_budget_is_refused_at_once():
+    backend = RecordingBackend(delay_s=0.1)
+    settings = Settings(batch_max_texts=1, batch_max_inflight=1, queue_budget_ms=250, retry_after_ms=50)
+    batcher = MicroBatcher(backend, make_spec(), settings)
+    batcher.admit(1, 10, time.monotonic() - 1)  # no estimate yet: nothing is refused by time
+    await run_all(batcher, [10])  # one measured batch: 0.1 s for 10 tokens
+    batcher.admit(1, 10, time.monotonic() + 5)  # empty queue: admitted
+    queued = [batcher.enqueue(ids(10), time.monotonic() + 5) for _ in range(4)]  # ~0.4 s of work
+    started = time.monotonic()
+    with pytest.raises(Overloaded) as refused:
+        batcher.admit(1, 10, time.monotonic() + 5)
+    assert time.monotonic() - started < 0.01
+    assert "queue-time budget is 250 ms" in refused.value.message
+    assert refused.value.retry_after_ms >= 100  # at least the excess over the budget
+    await asyncio.gather(*queued)
+    await batcher.close()
+
+
+async def test_a_request_that_cannot_meet_its_deadline_is_refused_not_queued():
+    backend = RecordingBackend(delay_s=0.1)
+    settings = Settings(batch_max_texts=1, batch_max_inflight=1, queue_budget_ms=0)
+    batcher = MicroBatcher(backend, make_spec(), settings)
+    await run_all(batcher, [10])
+    queued = [batcher.enqueue(ids(10), time.monotonic() + 5) for _ in range(3)]
+    with pytest.raises(Overloaded) as refused:
+        batcher.admit(1, 10, time.monotonic() + 0.05)  # ~0.3 s ahead, 0.05 s left
+    assert "its deadline is" in refused.value.message
+    batcher.admit(1, 10, time.monotonic() + 5)  # the budget is off (0): only the deadline counts
+    await asyncio.gather(*queued)
+    await batcher.close()
+
+
+async def test_an_abandoned_future_does_not_log_a_lost_exception(caplog):
+    backend = RecordingBackend(delay_s=0.05, error=BackendUnavailable("down"))
+    batcher = MicroBatcher(backend, make_spec(), Settings())
+    abandoned = batcher.enqueue(ids(4), time.monotonic() + 5)
+    await asyncio.sleep(0.2)
+    assert abandoned.done()  # failed, and its caller never looks
+    del abandoned
+    import gc
+
+    gc.collect()
+    assert "exception was never retrieved" not in caplog.text
     await batcher.close()

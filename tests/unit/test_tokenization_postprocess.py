@@ -26,12 +26,21 @@ def test_short_text_is_not_truncated_and_not_padded(tokenizer_json):
 
 
 def test_long_text_is_truncated_and_counted(tokenizer_json):
-    tok = TextTokenizer(tokenizer_json, max_tokens=8)
+    tok = TextTokenizer(tokenizer_json, max_tokens=12)
     out = tok.encode("one two three four five six seven eight nine ten eleven twelve thirteen")
-    assert len(out.input_ids) == 8
+    assert len(out.input_ids) == 12
     assert out.input_ids[0] == 101 and out.input_ids[-1] == 102
-    assert out.token_count == 15  # 13 words + [CLS] + [SEP]
+    assert out.token_count == 15 and out.token_count_exact  # 13 words + [CLS] + [SEP]
     assert out.truncated
+
+
+def test_a_long_text_is_tokenized_only_as_far_as_the_model_reads(tokenizer_json):
+    tok = TextTokenizer(tokenizer_json, max_tokens=8)
+    text = " ".join(["word"] * 2000)
+    out = tok.encode(text)
+    assert out.input_ids.tolist() == [101] + [2773] * 6 + [102]
+    assert out.truncated and not out.token_count_exact
+    assert 8 <= out.token_count < 200  # a lower bound from the tokenized prefix, not all 2,002
 
 
 def test_text_is_normalised_before_tokenizing(tokenizer_json):
