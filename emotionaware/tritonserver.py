@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import itertools
 import logging
 import os
 import signal
@@ -25,6 +26,8 @@ from types import TracebackType
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+SHM_DIR = Path("/dev/shm")
+_instances = itertools.count()
 
 
 class TritonNotInstalled(RuntimeError):
@@ -118,6 +121,9 @@ class TritonServer:
         self.extra_args = extra_args
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file = None
+        # The python backend's shared-memory regions are named with this prefix, so that the
+        # regions of a server that was killed (which never unlinks them) can be found and removed.
+        self.shm_prefix = f"emotionaware_{os.getpid()}_{next(_instances)}_"
 
     @property
     def grpc_url(self) -> str:
@@ -143,6 +149,7 @@ class TritonServer:
             # Configs are generated explicitly; never let a backend guess them.
             "--disable-auto-complete-config",
             "--exit-timeout-secs=10",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             *self.extra_args,
         ]
 
@@ -165,12 +172,20 @@ class TritonServer:
         log.info("tritonserver pid %d: grpc %s, http %s", self._proc.pid, self.grpc_url, self.http_url)
         return self
 
-    def is_ready(self) -> bool:
+    def _probe(self, path: str, timeout_s: float) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=2) as resp:
+            with urllib.request.urlopen(f"{self.http_url}{path}", timeout=timeout_s) as resp:
                 return resp.status == 200
         except (urllib.error.URLError, OSError):
             return False
+
+    def is_ready(self, timeout_s: float = 2.0) -> bool:
+        """Every model loaded and the server accepting requests."""
+        return self._probe("/v2/health/ready", timeout_s)
+
+    def is_live(self, timeout_s: float = 2.0) -> bool:
+        """The server answers at all (a stopped or wedged one does not)."""
+        return self._probe("/v2/health/live", timeout_s)
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         """Block until every model is loaded and the server reports ready."""
@@ -210,9 +225,21 @@ class TritonServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        self.remove_shared_memory()
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+    def shared_memory(self) -> list[Path]:
+        """This server's python-backend shared-memory regions (present while it runs)."""
+        return sorted(SHM_DIR.glob(self.shm_prefix + "*")) if SHM_DIR.is_dir() else []
+
+    def remove_shared_memory(self) -> None:
+        """Unlink regions left by a server that did not exit cleanly (SIGKILL, crash)."""
+        for region in self.shared_memory():
+            with contextlib.suppress(FileNotFoundError):
+                region.unlink()
+                log.info("removed leftover shared memory %s", region.name)
 
     def __enter__(self) -> TritonServer:
         return self.start()

@@ -1,20 +1,36 @@
-"""``make serve``: run Triton and the gateway together until Ctrl-C.
+"""``make serve``: run Triton and the gateway together, supervised, until Ctrl-C.
 
 Starts the bundled Triton on the model repository, waits until every model is ready,
 starts the gateway as its own process (exactly as it runs in production), waits for its
-gRPC health to report SERVING, prints how to call it, and on Ctrl-C or SIGTERM stops the
-gateway first (draining requests) and then Triton. If either dies, the other is stopped too.
+gRPC health to report SERVING, prints how to call it, and then supervises both:
+
+- Triton exits or crashes: its process group (python-backend stubs included) is killed,
+  its shared-memory regions are removed, and it is started again on the same ports after a
+  back-off (0.5 s, doubling to 30 s while it keeps failing; reset once it has stayed ready
+  for a minute). The gateway keeps running: its health says NOT_SERVING and calls get
+  UNAVAILABLE until Triton is ready again, then it reconnects by itself.
+- Triton stops answering its liveness probe for ``--hang-restart-s`` (SIGSTOP, a wedged
+  server): it is killed and restarted the same way.
+- The gateway exits: it is started again with the same back-off.
+
+This process is a child subreaper, so stub processes orphaned by a crashed server are
+reparented to it and reaped. On Ctrl-C or SIGTERM it stops the gateway first (draining
+requests) and then Triton.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -24,6 +40,60 @@ from emotionaware.tritonserver import TritonPorts, TritonServer
 from gateway.settings import DEFAULT_MODEL_REPOSITORY
 
 log = logging.getLogger("serve")
+PR_SET_CHILD_SUBREAPER = 36  # from <sys/prctl.h>
+POLL_S = 0.5
+
+
+@dataclass
+class Backoff:
+    """Delay before the next restart: doubling from ``first_s`` to ``max_s``, reset by stability."""
+
+    first_s: float = 0.5
+    max_s: float = 30.0
+    stable_s: float = 60.0
+    failures: int = 0
+    up_since: float | None = None
+
+    def delay(self) -> float:
+        if self.up_since is not None and time.monotonic() - self.up_since >= self.stable_s:
+            self.failures = 0
+        self.up_since = None
+        self.failures += 1
+        return min(self.max_s, self.first_s * 2 ** (self.failures - 1))
+
+    def up(self) -> None:
+        if self.up_since is None:
+            self.up_since = time.monotonic()
+
+
+@dataclass
+class Stopping:
+    requested: bool = False
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but return early once a stop is requested."""
+        deadline = time.monotonic() + seconds
+        while not self.requested and time.monotonic() < deadline:
+            time.sleep(min(POLL_S, max(deadline - time.monotonic(), 0)))
+
+
+def become_subreaper() -> None:
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def reap_orphans(own: set[int]) -> None:
+    """Reap exited processes reparented to us (never our own children, which Popen waits for)."""
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None or info.si_pid in own:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(info.si_pid, 0)
 
 
 def wait_gateway(target: str, proc: subprocess.Popen, timeout_s: float) -> None:
@@ -45,9 +115,113 @@ def wait_gateway(target: str, proc: subprocess.Popen, timeout_s: float) -> None:
     raise TimeoutError(f"gateway not SERVING after {timeout_s:.0f} s")
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass
+class Supervisor:
+    """Keeps one Triton and one gateway process running (see the module doc)."""
+
+    args: argparse.Namespace
+    stopping: Stopping
+    triton: TritonServer | None = None
+    gateway: subprocess.Popen | None = None
+    triton_backoff: Backoff = field(default_factory=Backoff)
+    gateway_backoff: Backoff = field(default_factory=Backoff)
+    restarts: int = 0
+    _down_since: float | None = None
+    _unresponsive_since: float | None = None
+    _last_probe: float = 0.0
+
+    @property
+    def target(self) -> str:
+        return f"{self.args.host}:{self.args.grpc_port}"
+
+    def start_triton(self) -> TritonServer:
+        a = self.args
+        ports = TritonPorts(a.triton_http_port, a.triton_grpc_port, a.triton_metrics_port)
+        # Triton listens on loopback whatever --host says: only the gateway may call it.
+        self.triton = TritonServer(
+            a.model_repository, ports, host="127.0.0.1", log_path=a.log_dir / "triton.log"
+        )
+        self.triton.start()
+        return self.triton
+
+    def start_gateway(self) -> subprocess.Popen:
+        a = self.args
+        assert self.triton is not None
+        self.gateway = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                f"--listen={self.target}",
+                f"--triton-url={self.triton.grpc_url}",
+                f"--model-repository={a.model_repository}",
+                f"--metrics-port={a.gateway_metrics_port}",
+            ],
+            env=dict(os.environ),
+        )
+        return self.gateway
+
+    def _restart_triton(self, why: str) -> None:
+        assert self.triton is not None
+        delay = self.triton_backoff.delay()
+        log.error("Triton %s; restarting it in %.1f s (see %s)", why, delay, self.triton.log_path)
+        self.triton.stop(grace_s=2)  # the group, stubs included, and its shared memory
+        self._down_since = self._down_since or time.monotonic()
+        self._unresponsive_since = None
+        self.stopping.sleep(delay)
+        if not self.stopping.requested:
+            self.restarts += 1
+            self.start_triton()
+
+    def check(self) -> None:
+        """One supervision round: restart what died or hangs, note what recovered."""
+        assert self.triton is not None and self.gateway is not None
+        now = time.monotonic()
+        if not self.triton.running():
+            code = self.triton._proc.returncode if self.triton._proc else None
+            self._restart_triton(f"exited with code {code}")
+        elif now - self._last_probe >= self.args.probe_s:
+            self._last_probe = now
+            if self.triton.is_ready(timeout_s=1):
+                self._unresponsive_since = None
+                self.triton_backoff.up()
+                if self._down_since is not None:
+                    log.info("Triton ready again, %.1f s after it went down", now - self._down_since)
+                    self._down_since = None
+            elif self.triton.is_live(timeout_s=1):
+                self._unresponsive_since = None  # loading models after a restart
+            else:
+                self._unresponsive_since = self._unresponsive_since or now
+                if now - self._unresponsive_since >= self.args.hang_restart_s:
+                    self._restart_triton(f"did not answer for {now - self._unresponsive_since:.0f} s")
+        if self.gateway.poll() is not None:
+            delay = self.gateway_backoff.delay()
+            log.error("gateway exited with code %s; restarting it in %.1f s", self.gateway.returncode, delay)
+            self.stopping.sleep(delay)
+            if not self.stopping.requested:
+                self.restarts += 1
+                self.start_gateway()
+        else:
+            self.gateway_backoff.up()
+        reap_orphans({p for p in (self.gateway.pid, self.triton.pid) if p is not None})
+
+    def stop(self) -> None:
+        if self.gateway is not None and self.gateway.poll() is None:
+            self.gateway.send_signal(signal.SIGTERM)
+            try:
+                self.gateway.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.gateway.kill()
+                self.gateway.wait()
+        if self.triton is not None:
+            self.triton.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emotionaware-serve", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1", help="address every port binds (default: %(default)s)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address the gateway's ports bind; Triton stays on 127.0.0.1"
+    )
     parser.add_argument(
         "--grpc-port", type=int, default=50051, help="gateway gRPC port (default: %(default)s)"
     )
@@ -59,78 +233,56 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--triton-metrics-port", type=int, default=8002)
     parser.add_argument("--model-repository", type=Path, default=DEFAULT_MODEL_REPOSITORY)
     parser.add_argument("--log-dir", type=Path, default=Path("build/logs"), help="Triton log folder")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    parser.add_argument("--probe-s", type=float, default=1.0, help="seconds between Triton health probes")
+    parser.add_argument(
+        "--hang-restart-s",
+        type=float,
+        default=30.0,
+        help="restart Triton when it has not answered its liveness probe for this long",
+    )
+    return parser
 
-    stopping = False
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stopping = Stopping()
 
     def request_stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        stopping.requested = True
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-
-    ports = TritonPorts(args.triton_http_port, args.triton_grpc_port, args.triton_metrics_port)
-    triton = TritonServer(args.model_repository, ports, host=args.host, log_path=args.log_dir / "triton.log")
-    gateway: subprocess.Popen | None = None
-    target = f"{args.host}:{args.grpc_port}"
+    become_subreaper()
+    supervisor = Supervisor(args, stopping)
     code = 0
     try:
         started = time.monotonic()
-        triton.start()
+        triton = supervisor.start_triton()
         triton.wait_ready(timeout_s=180)
-        log.info(
-            "Triton ready in %.1f s (gRPC %s, HTTP %s)",
-            time.monotonic() - started,
-            triton.grpc_url,
-            triton.http_url,
-        )
-        gateway = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                f"--listen={target}",
-                f"--triton-url={triton.grpc_url}",
-                f"--model-repository={args.model_repository}",
-                f"--metrics-port={args.gateway_metrics_port}",
-            ],
-            env=dict(os.environ),
-        )
-        wait_gateway(target, gateway, timeout_s=60)
+        log.info("Triton ready in %.1f s (gRPC %s, HTTP %s)", time.monotonic() - started, triton.grpc_url,
+                 triton.http_url)  # fmt: skip
+        gateway = supervisor.start_gateway()
+        wait_gateway(supervisor.target, gateway, timeout_s=60)
         print(
             f"\nEmotionAware is ready ({time.monotonic() - started:.1f} s).\n"
-            f"  gateway gRPC    {target}   (emotionaware.v1.EmotionService, grpc.health.v1, reflection)\n"
+            f"  gateway gRPC    {supervisor.target}   (emotionaware.v1.EmotionService, grpc.health.v1, reflection)\n"
             f"  gateway metrics http://{args.host}:{args.gateway_metrics_port}/metrics\n"
-            f"  Triton          gRPC {triton.grpc_url}, HTTP {triton.http_url}, metrics :{ports.metrics}\n"
-            f'Try:\n  .venv/bin/emotionaware-client --target {target} classify "Thank you so much for your help!"\n'
+            f"  Triton          gRPC {triton.grpc_url}, HTTP {triton.http_url}, metrics :{args.triton_metrics_port}"
+            " (loopback only)\n"
+            f'Try:\n  .venv/bin/emotionaware-client --target {supervisor.target} classify "Thank you so much for your help!"\n'
             "Press Ctrl-C to stop.\n",
             flush=True,
         )
-        while not stopping:
-            if gateway.poll() is not None:
-                log.error("gateway exited with code %s", gateway.returncode)
-                code = 1
-                break
-            if not triton.running():
-                log.error("Triton exited; see %s", triton.log_path)
-                code = 1
-                break
-            time.sleep(0.5)
+        while not stopping.requested:
+            supervisor.check()
+            stopping.sleep(POLL_S)
     except (RuntimeError, TimeoutError) as exc:
         log.error("%s", exc)
         code = 1
     finally:
-        if gateway is not None and gateway.poll() is None:
-            gateway.send_signal(signal.SIGTERM)
-            try:
-                gateway.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                gateway.kill()
-                gateway.wait()
-        triton.stop()
-        log.info("stopped")
+        supervisor.stop()
+        log.info("stopped (%d restarts)", supervisor.restarts)
     return code
 
 

@@ -54,6 +54,7 @@ class GatewayServer:
     async def start(self) -> int:
         server = grpc.aio.server(
             interceptors=self.interceptors,
+            maximum_concurrent_rpcs=self.settings.max_concurrent_rpcs,
             options=[
                 ("grpc.max_send_message_length", self.settings.max_message_bytes),
                 ("grpc.max_receive_message_length", self.settings.max_message_bytes),

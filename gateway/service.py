@@ -205,8 +205,11 @@ class EmotionService:
     ) -> ClassifyResult:
         """Classify one text before ``deadline`` (monotonic seconds)."""
         resolved = resolved or self.resolve(request.model, request.options)
-        prepared = await self._prepare(request, resolved)
         batcher = self.batchers.get(resolved.spec)
+        # Refuse before tokenizing when the queue alone is over budget: refusals stay cheap
+        # exactly when the gateway is busiest. The own work is known (and checked) after it.
+        batcher.admit(1, 0, deadline)
+        prepared = await self._prepare(request, resolved)
         batcher.admit(len(prepared.windows), sum(len(w.input_ids) for w in prepared.windows), deadline)
         futures = [batcher.enqueue(w.input_ids, deadline) for w in prepared.windows]
         try:

@@ -47,6 +47,9 @@ class Settings:
     max_chunks: int = 16
     chunk_overlap_tokens: int = 32
     default_timeout_s: float = 10.0
+    # Calls (a stream counts once) the server handles at once; beyond, gRPC refuses new ones
+    # with RESOURCE_EXHAUSTED. With max_message_bytes it bounds the memory requests can hold.
+    max_concurrent_rpcs: int = 1024
     # A full ClassifyBatch (256 texts x 10,000 characters, up to 4 bytes each) exceeds gRPC's 4 MiB default.
     max_message_bytes: int = 16 * 1024 * 1024
     # Micro-batching across concurrent requests (per model version).
@@ -80,8 +83,8 @@ class Settings:
             raise ValueError(f"backend must be triton or embedded, not {self.backend!r}")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
-        positive = ("max_batch_texts", "batch_max_texts", "batch_token_budget", "batch_max_inflight",
-                    "queue_max_texts", "max_chunks", "stream_history_turns", "stream_max_conversations",
+        positive = ("max_concurrent_rpcs", "max_batch_texts", "batch_max_texts", "batch_token_budget",
+                    "batch_max_inflight", "queue_max_texts", "max_chunks", "stream_history_turns", "stream_max_conversations",
                     "stream_max_pending")  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:
@@ -119,6 +122,7 @@ _HELP = {
     "max_chunks": "most windows classified per text in chunk mode",
     "chunk_overlap_tokens": "tokens shared by consecutive windows in chunk mode",
     "default_timeout_s": "deadline applied when a client sends none, in seconds",
+    "max_concurrent_rpcs": "calls handled at once (a stream counts once); beyond: RESOURCE_EXHAUSTED",
     "max_message_bytes": "largest gRPC message accepted or sent, in bytes (client and Triton side too)",
     "batch_max_texts": "most sequences per batch sent to the backend",
     "batch_token_budget": "most padded tokens (sequences x padded length) per batch",

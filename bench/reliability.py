@@ -1,0 +1,534 @@
+"""Reliability proofs against the real ``make serve`` program: chaos, overload, correspondence.
+
+    python -m bench.reliability chaos          # SIGKILL / SIGSTOP Triton, SIGTERM the gateway, under load
+    python -m bench.reliability overload       # 4x measured capacity, open loop
+    python -m bench.reliability correspondence # every answer checked against its own request
+
+Each starts ``gateway.serve`` (supervised Triton + gateway) on free loopback ports, prints a
+Markdown table and, with ``--out``, writes it to a file. ``make chaos``, ``make overload`` and
+``make correspondence`` run the long forms; tests/triton/test_reliability.py runs short ones
+with the same functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from emotionaware.tritonserver import SHM_DIR, TritonPorts, free_port
+from emotionaware.v1 import emotion_pb2 as pb
+from emotionaware.v1 import emotion_pb2_grpc
+from gateway.settings import DEFAULT_MODEL_REPOSITORY
+
+# Status codes a client may see while the service is being broken and recovers.
+FAULT_CODES = {"OK", "UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}
+TEXTS = (
+    "Thank you so much for your help!",
+    "This is the worst day of my life.",
+    "I can't believe you did that, I'm furious.",
+    "Wow, I did not expect that at all!",
+    "I miss her so much.",
+    "ok",
+    "That is hilarious, I can't stop laughing",
+    "I'm a bit nervous about tomorrow's interview.",
+)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry.name))
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return (Path(f"/proc/{pid}/cmdline").read_bytes()).replace(b"\0", b" ").decode()
+    return ""
+
+
+def _state(pid: int) -> str:
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return "gone"
+
+
+class Serve:
+    """``python -m gateway.serve`` on free ports, as ``make serve`` runs it."""
+
+    def __init__(self, repository: Path, log_dir: Path) -> None:
+        self.ports = TritonPorts.pick_free()
+        self.grpc_port = free_port()
+        self.target = f"127.0.0.1:{self.grpc_port}"
+        cmd = [
+            sys.executable, "-m", "gateway.serve", f"--grpc-port={self.grpc_port}",
+            f"--gateway-metrics-port={free_port()}", f"--triton-http-port={self.ports.http}",
+            f"--triton-grpc-port={self.ports.grpc}", f"--triton-metrics-port={self.ports.metrics}",
+            f"--model-repository={repository}", f"--log-dir={log_dir}", "--hang-restart-s=30",
+        ]  # fmt: skip
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / "serve.log"
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 240
+        while "Press Ctrl-C to stop" not in self.log_path.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"serve did not become ready:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def triton_pid(self) -> int | None:
+        return next((p for p in _children(self.proc.pid) if "tritonserver" in _cmdline(p)), None)
+
+    def gateway_pid(self) -> int | None:
+        return next((p for p in _children(self.proc.pid) if "-m gateway " in _cmdline(p) + " "), None)
+
+    def leftovers(self) -> list[str]:
+        """Processes and shared-memory regions of this serve that should not exist any more."""
+        found = [f"/dev/shm/{p.name}" for p in SHM_DIR.glob(f"emotionaware_{self.proc.pid}_*")]
+        for entry in Path("/proc").iterdir():
+            pid = int(entry.name) if entry.name.isdigit() else 0
+            if pid and f"--grpc-port={self.ports.grpc}" in _cmdline(pid) and _state(pid) not in ("Z", "gone"):
+                found.append(f"pid {pid}")
+        return found
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@dataclass
+class Call:
+    sent: float
+    took: float
+    code: str
+
+
+@dataclass
+class Load:
+    """Closed-loop Classify callers in threads, recording every call."""
+
+    target: str
+    workers: int = 4
+    timeout_s: float = 2.0
+    calls: list[Call] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def _run(self, seed: int) -> None:
+        rng = random.Random(seed)
+        with grpc.insecure_channel(self.target) as channel:
+            stub = emotion_pb2_grpc.EmotionServiceStub(channel)
+            while not self._stop.is_set():
+                sent = time.monotonic()
+                try:
+                    stub.Classify(pb.ClassifyRequest(text=rng.choice(TEXTS)), timeout=self.timeout_s)
+                    code = "OK"
+                except grpc.RpcError as err:
+                    code = err.code().name
+                    time.sleep(0.05)  # a client backs off a little after an error
+                self.calls.append(Call(sent, time.monotonic() - sent, code))
+
+    def __enter__(self) -> Load:
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(self.workers)
+        ]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=self.timeout_s + 5)
+
+
+def health(target: str) -> str:
+    try:
+        with grpc.insecure_channel(target) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+            return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    except grpc.RpcError as err:
+        return err.code().name
+
+
+@dataclass
+class FaultResult:
+    fault: str
+    calls: int
+    codes: dict[str, int]
+    slowest_over_deadline_s: float  # most any call took beyond its deadline
+    saw_not_serving: bool
+    recovered_s: float | None  # from the fault's end to the first OK call after it
+    leftovers: list[str]
+
+    def row(self) -> str:
+        codes = ", ".join(f"{k} {v}" for k, v in sorted(self.codes.items()))
+        recovered = "never" if self.recovered_s is None else f"{self.recovered_s:.1f} s"
+        return (f"| {self.fault} | {self.calls} | {codes} | {self.slowest_over_deadline_s:+.2f} s | "
+                f"{'yes' if self.saw_not_serving else 'no'} | {recovered} | {', '.join(self.leftovers) or 'none'} |")  # fmt: skip
+
+
+def _watch_health(target: str, until: threading.Event, seen: list[str]) -> None:
+    while not until.is_set():
+        seen.append(health(target))
+        time.sleep(0.1)
+
+
+def inject(
+    serve: Serve, fault: str, load_workers: int = 4, timeout_s: float = 2.0, settle_s: float = 25.0
+) -> FaultResult:
+    """Apply one fault under load and measure what clients saw until the service recovered."""
+    with Load(serve.target, load_workers, timeout_s) as load:
+        time.sleep(2.0)
+        seen: list[str] = []
+        done = threading.Event()
+        watcher = threading.Thread(target=_watch_health, args=(serve.target, done, seen), daemon=True)
+        watcher.start()
+        old_triton = serve.triton_pid()
+        if fault == "SIGKILL triton":
+            os.kill(old_triton, signal.SIGKILL)
+        elif fault == "SIGSTOP triton 5 s":
+            os.kill(old_triton, signal.SIGSTOP)
+            time.sleep(5)
+            os.kill(old_triton, signal.SIGCONT)
+        elif fault == "SIGTERM gateway":
+            os.kill(serve.gateway_pid(), signal.SIGTERM)
+        else:
+            raise ValueError(fault)
+        fault_end = time.monotonic()
+        deadline = fault_end + settle_s
+        recovered = None
+        while time.monotonic() < deadline:
+            ok = [c for c in list(load.calls) if c.sent >= fault_end + 0.2 and c.code == "OK"]
+            if ok:
+                recovered = ok[0].sent + ok[0].took - fault_end
+                break
+            time.sleep(0.1)
+        time.sleep(1.0)
+        done.set()
+        watcher.join()
+    calls = load.calls
+    leftovers = old_server_leftovers(serve, old_triton) if fault != "SIGTERM gateway" else []
+    return FaultResult(
+        fault, len(calls), dict(Counter(c.code for c in calls)),
+        max(c.took - timeout_s for c in calls), "NOT_SERVING" in seen or "UNAVAILABLE" in seen, recovered,
+        leftovers,
+    )  # fmt: skip
+
+
+def old_server_leftovers(serve: Serve, old_pgid: int | None) -> list[str]:
+    """Live processes of a replaced Triton's group, and shared memory of replaced instances."""
+    if serve.triton_pid() == old_pgid:  # not replaced (SIGSTOP recovered by itself): nothing is old
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[2]) == old_pgid and stat[0] != "Z":
+                    found.append(f"pid {entry.name} ({_cmdline(int(entry.name))[:60]})")
+    regions = list(SHM_DIR.glob(f"emotionaware_{serve.proc.pid}_*"))
+    newest = max((int(p.name.split("_")[2]) for p in regions), default=None)
+    found += [f"/dev/shm/{p.name}" for p in regions if int(p.name.split("_")[2]) != newest]
+    return found
+
+
+CHAOS_HEADER = [
+    "| fault | calls | status codes | worst over deadline | NOT_SERVING seen | recovered after | left behind |",
+    "|---|---:|---|---:|---|---:|---|",
+]
+
+
+def chaos(repository: Path, rounds: int, log_dir: Path) -> tuple[list[FaultResult], list[str]]:
+    serve = Serve(repository, log_dir)
+    results = []
+    try:
+        for _ in range(rounds):
+            for fault in ("SIGKILL triton", "SIGSTOP triton 5 s", "SIGTERM gateway"):
+                results.append(inject(serve, fault))
+    finally:
+        code = serve.stop()
+    left = serve.leftovers()
+    if code != 0:
+        left.append(f"serve exit code {code}")
+    return results, left
+
+
+# -- overload ---------------------------------------------------------------------------------
+
+
+@dataclass
+class OverloadResult:
+    capacity: float
+    rate: float
+    seconds: float
+    accepted: list[float]  # latencies of OK calls, ms
+    refused: list[float]  # latencies of RESOURCE_EXHAUSTED, ms
+    codes: dict[str, int]
+    rss_start: float
+    rss_max: float
+    after_ms: float  # median latency of calls made right after the overload
+
+    def lines(self, budget_ms: float) -> list[str]:
+        q = lambda xs, p: statistics.quantiles(xs, n=100)[p - 1] if len(xs) > 1 else (xs[0] if xs else 0)  # noqa: E731
+        return [
+            f"Capacity {self.capacity:.0f} texts/s (closed loop); offered {self.rate:.0f} calls/s "
+            f"({self.rate / self.capacity:.1f}x) for {self.seconds:.0f} s, open loop, 5 s deadlines; "
+            f"queue-time budget {budget_ms:.0f} ms.",
+            "",
+            "| measure | value |",
+            "|---|---:|",
+            f"| accepted calls | {len(self.accepted)} |",
+            f"| accepted p50 / p99 | {q(self.accepted, 50):.0f} / {q(self.accepted, 99):.0f} ms |",
+            f"| refused (RESOURCE_EXHAUSTED) | {len(self.refused)} |",
+            f"| refusal p50 / p99 | {q(self.refused, 50):.1f} / {q(self.refused, 99):.1f} ms |",
+            f"| other status codes | {', '.join(f'{k} {v}' for k, v in sorted(self.codes.items()) if k not in ('OK', 'RESOURCE_EXHAUSTED')) or 'none'} |",
+            f"| gateway RSS start / max | {self.rss_start:.0f} / {self.rss_max:.0f} MiB |",
+            f"| median latency right after | {self.after_ms:.0f} ms |",
+        ]
+
+
+async def _closed_loop(target: str, workers: int, seconds: float) -> float:
+    done = 0
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = emotion_pb2_grpc.EmotionServiceStub(channel)
+        end = time.monotonic() + seconds
+
+        async def worker(i: int) -> None:
+            nonlocal done
+            while time.monotonic() < end:
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await stub.Classify(pb.ClassifyRequest(text=TEXTS[(done + i) % len(TEXTS)]), timeout=10)
+                    done += 1
+
+        await asyncio.gather(*(worker(i) for i in range(workers)))
+    return done / seconds
+
+
+async def _open_loop(target: str, rate: float, seconds: float, gateway_pid: int, rss: list[float]):
+    accepted, refused, codes = [], [], Counter()
+    tasks: set[asyncio.Task] = set()
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = emotion_pb2_grpc.EmotionServiceStub(channel)
+
+        async def one(i: int) -> None:
+            sent = time.perf_counter()
+            try:
+                await stub.Classify(pb.ClassifyRequest(text=TEXTS[i % len(TEXTS)]), timeout=5)
+                accepted.append((time.perf_counter() - sent) * 1e3)
+                codes["OK"] += 1
+            except grpc.aio.AioRpcError as err:
+                codes[err.code().name] += 1
+                if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    refused.append((time.perf_counter() - sent) * 1e3)
+
+        start, sent, last_rss = time.perf_counter(), 0, 0.0
+        while (elapsed := time.perf_counter() - start) < seconds:
+            for _ in range(int(elapsed * rate) - sent):
+                task = asyncio.create_task(one(sent))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                sent += 1
+            if elapsed - last_rss >= 1:
+                rss.append(rss_mib(gateway_pid))
+                last_rss = elapsed
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*tasks)
+        after = []
+        for i in range(20):
+            t = time.perf_counter()
+            await stub.Classify(pb.ClassifyRequest(text=TEXTS[i % len(TEXTS)]), timeout=5)
+            after.append((time.perf_counter() - t) * 1e3)
+    return accepted, refused, dict(codes), statistics.median(after)
+
+
+def overload(repository: Path, seconds: float, factor: float, log_dir: Path) -> OverloadResult:
+    serve = Serve(repository, log_dir)
+    try:
+        capacity = asyncio.run(_closed_loop(serve.target, 32, 10))
+        pid = serve.gateway_pid()
+        rss = [rss_mib(pid)]
+        accepted, refused, codes, after = asyncio.run(
+            _open_loop(serve.target, factor * capacity, seconds, pid, rss)
+        )
+    finally:
+        serve.stop()
+    return OverloadResult(
+        capacity, factor * capacity, seconds, accepted, refused, codes, rss[0], max(rss), after
+    )
+
+
+# -- correspondence ---------------------------------------------------------------------------
+
+
+def _variants(i: int) -> str:
+    """A distinct text per request index, so an answer can be matched to its request."""
+    return f"{TEXTS[i % len(TEXTS)]} #{i}"
+
+
+def correspondence(repository: Path, requests: int, log_dir: Path, concurrency: int = 32) -> dict:
+    """Unary, batch and stream calls at once; every answer compared with its request's own answer."""
+    serve = Serve(repository, log_dir)
+    try:
+        result = asyncio.run(_correspondence(serve.target, requests, concurrency))
+    finally:
+        serve.stop()
+    return result
+
+
+async def _correspondence(target: str, requests: int, concurrency: int) -> dict:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = emotion_pb2_grpc.EmotionServiceStub(channel)
+        # Reference: each distinct text classified alone, one call at a time.
+        distinct = 512
+        reference = {}
+        for i in range(distinct):
+            r = await stub.Classify(
+                pb.ClassifyRequest(text=_variants(i), options=pb.ClassifyOptions(return_all_scores=True))
+            )
+            reference[_variants(i)] = {s.label: s.score for s in r.scores}
+        counts = Counter()
+        mismatches: list[str] = []
+        rng = random.Random(0)
+        next_id = 0
+
+        def check(text: str, reply: pb.ClassifyResponse, where: str) -> None:
+            got = {s.label: s.score for s in reply.scores}
+            want = reference[text]
+            if got.keys() != want.keys() or max(abs(got[k] - want[k]) for k in got) > 1e-4:
+                mismatches.append(where)
+
+        async def unary() -> None:
+            text = _variants(rng.randrange(distinct))
+            reply = await stub.Classify(
+                pb.ClassifyRequest(text=text, options=pb.ClassifyOptions(return_all_scores=True)), timeout=30
+            )
+            check(text, reply, "Classify")
+            counts["Classify"] += 1
+
+        async def batch() -> None:
+            texts = [_variants(rng.randrange(distinct)) for _ in range(rng.randint(1, 32))]
+            reply = await stub.ClassifyBatch(
+                pb.ClassifyBatchRequest(texts=texts, options=pb.ClassifyOptions(return_all_scores=True)),
+                timeout=30,
+            )
+            if len(reply.items) != len(texts):
+                mismatches.append("ClassifyBatch item count")
+            for text, item in zip(texts, reply.items, strict=False):
+                check(text, item.result, "ClassifyBatch")
+            counts["ClassifyBatch texts"] += len(texts)
+
+        async def stream() -> None:
+            nonlocal next_id
+            # Interleaved conversations; goemotions (no context) so every answer has a reference,
+            # and ids and order are checked for the conversation bookkeeping.
+            sent = []
+            for _ in range(rng.randint(4, 24)):
+                next_id += 1
+                sent.append(pb.ClassifyStreamRequest(conversation_id=f"c{rng.randrange(4)}", speaker="a",
+                    text=_variants(rng.randrange(distinct)), message_id=str(next_id), model="goemotions",
+                    options=pb.ClassifyOptions(return_all_scores=True)))  # fmt: skip
+            replies = [r async for r in stub.ClassifyStream(iter(sent), timeout=60)]
+            if [r.message_id for r in replies] != [m.message_id for m in sent]:
+                mismatches.append("ClassifyStream order")
+            for message, reply in zip(sent, replies, strict=False):
+                if reply.conversation_id != message.conversation_id:
+                    mismatches.append("ClassifyStream conversation id")
+                check(message.text, reply.result, "ClassifyStream")
+            counts["ClassifyStream messages"] += len(sent)
+
+        total = lambda: sum(counts.values())  # noqa: E731
+        started = time.monotonic()
+
+        async def worker() -> None:
+            while total() < requests:
+                kind = rng.random()
+                await (unary() if kind < 0.6 else batch() if kind < 0.8 else stream())
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return {"answers": total(), "by_rpc": dict(counts), "mismatches": len(mismatches),
+                "examples": mismatches[:5], "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU")  # fmt: skip
+    return f"{cpu}, {os.cpu_count()} CPUs"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("proof", choices=("chaos", "overload", "correspondence"))
+    parser.add_argument("--model-repository", type=Path, default=DEFAULT_MODEL_REPOSITORY)
+    parser.add_argument("--rounds", type=int, default=3, help="chaos: rounds of the three faults")
+    parser.add_argument("--seconds", type=float, default=60, help="overload: duration")
+    parser.add_argument("--factor", type=float, default=4.0, help="overload: offered load over capacity")
+    parser.add_argument("--requests", type=int, default=100_000, help="correspondence: answers to check")
+    parser.add_argument("--log-dir", type=Path, default=Path("build/logs/reliability"))
+    parser.add_argument("--out", type=Path, help="write the Markdown report here")
+    args = parser.parse_args(argv)
+    lines = [f"# {args.proof}, {time.strftime('%Y-%m-%d %H:%M')}", "", f"Machine: {machine()}.", ""]
+    ok = True
+    if args.proof == "chaos":
+        results, left = chaos(args.model_repository, args.rounds, args.log_dir)
+        lines += [
+            *CHAOS_HEADER,
+            *(r.row() for r in results),
+            "",
+            f"After stopping serve: left behind {left or 'nothing'}.",
+        ]
+        ok = not left and all(r.recovered_s is not None and r.recovered_s <= 10 and r.slowest_over_deadline_s <= 1
+                              and set(r.codes) <= FAULT_CODES and not r.leftovers for r in results)  # fmt: skip
+    elif args.proof == "overload":
+        r = overload(args.model_repository, args.seconds, args.factor, args.log_dir)
+        lines += r.lines(500)
+    else:
+        r = correspondence(args.model_repository, args.requests, args.log_dir)
+        lines += [
+            f"{r['answers']} answers checked in {r['seconds']} s ({r['by_rpc']}): {r['mismatches']} mismatches."
+        ]
+        ok = r["mismatches"] == 0
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
