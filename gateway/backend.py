@@ -72,6 +72,11 @@ class TritonBackend:
             ("grpc.max_receive_message_length", max_message_bytes),
             # Keep the HTTP/2 connection alive across idle periods behind load balancers.
             ("grpc.keepalive_time_ms", 30_000),
+            # Reconnect within a second of Triton coming back (after a crash and restart);
+            # gRPC's default back-off grows to two minutes.
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
         ]
         self._client = triton_aio.InferenceServerClient(url=url, channel_args=channel_args)
 

@@ -121,7 +121,10 @@ class GatewayServer:
         """SERVING only while Triton and every routed model are ready; flips back when not."""
         while True:
             await self._set_serving(await self.backend.is_ready(self.router.table.backend_models))
-            await asyncio.sleep(self.settings.health_poll_s)
+            # While not serving, look more often: recovery shows within half a second.
+            await asyncio.sleep(
+                self.settings.health_poll_s if self._serving else min(self.settings.health_poll_s, 0.5)
+            )
 
     async def stop(self) -> None:
         """Stop taking new calls, let in-flight ones finish within the grace period."""

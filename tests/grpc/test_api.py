@@ -285,3 +285,40 @@ async def test_metrics_cover_every_stage_batches_and_padding(stub):
         "emotionaware_batch_padding_efficiency_sum", {"model": "goemotions@1"}
     ) / REGISTRY.get_sample_value("emotionaware_batch_padding_efficiency_count", {"model": "goemotions@1"})
     assert 0.3 < efficiency <= 1.0
+
+
+async def test_stream_message_deadlines_follow_the_documented_rule(grpc_settings, backend):
+    """Stream deadline, else timeout_ms, else the default request deadline; never a hidden constant."""
+    from dataclasses import replace
+
+    from emotionaware.v1.emotion_pb2_grpc import EmotionServiceStub
+    from gateway.server import GatewayServer
+
+    server = GatewayServer(replace(grpc_settings, default_timeout_s=0.5), backend=backend)
+    port = await server.start()
+    backend.delay_s = 1.0  # every answer takes longer than the 0.5 s default
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = EmotionServiceStub(channel)
+
+            def message(i: int, timeout_ms: int = 0) -> pb.ClassifyStreamRequest:
+                return pb.ClassifyStreamRequest(conversation_id=f"c{i}", text=THANKS, timeout_ms=timeout_ms)
+
+            # A stream deadline (20 s) governs its messages: the 0.5 s default does not apply.
+            with_deadline = [r async for r in stub.ClassifyStream(iter([message(0), message(1)]), timeout=20)]
+            assert [r.WhichOneof("outcome") for r in with_deadline] == ["result", "result"]
+            # timeout_ms shortens the stream's deadline for one message. Past it the message
+            # gets DEADLINE_EXCEEDED, or RESOURCE_EXHAUSTED at once when the measured cost says
+            # it cannot make it (admission by time).
+            late = {grpc.StatusCode.DEADLINE_EXCEEDED.value[0], grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]}
+            mixed = [r async for r in stub.ClassifyStream(iter([message(0, 200), message(1, 5000)]), timeout=20)]
+            assert [r.WhichOneof("outcome") for r in mixed] == ["error", "result"]
+            assert mixed[0].error.code in late
+            # No stream deadline and no timeout_ms: the default request deadline, from arrival.
+            bare = [r async for r in stub.ClassifyStream(iter([message(0)]))]
+            assert bare[0].error.code in late
+            timed = [r async for r in stub.ClassifyStream(iter([message(0, 3000)]))]
+            assert timed[0].WhichOneof("outcome") == "result"
+    finally:
+        backend.reset()
+        await server.stop()

@@ -315,10 +315,10 @@ def raw(channel, method: str):
     [
         ("Classify", b"\n\x03\xed\xa0\x80", "text: is not valid UTF-8"),  # a lone surrogate
         ("Classify", b"\n\x02hi\x12\x01\xff", "model: is not valid UTF-8"),
-        ("Classify", b"\n\x02hi\"\x04\n\x02\xc3(", "context[0].speaker: is not valid UTF-8"),
+        ("Classify", b'\n\x02hi"\x04\n\x02\xc3(', "context[0].speaker: is not valid UTF-8"),
         (
             "Classify",
-            b"\n\x02hi\"\x02\x12\x00\"\x03\x12\x01\xfe",
+            b'\n\x02hi"\x02\x12\x00"\x03\x12\x01\xfe',
             "context[1].text: is not valid UTF-8",
         ),
         ("Classify", b"\x1a\x03\n\x01\x80", "options.model_version: is not valid UTF-8"),

@@ -37,7 +37,9 @@ texts = st.lists(st.sampled_from(WORDS) | st.text(max_size=12), max_size=120).ma
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=texts, context=texts, max_tokens=st.sampled_from([8, 16, 128]))
-def test_pairs_and_single_texts_match_the_tokenizers_own_truncation(tokenizer_json, text, context, max_tokens):
+def test_pairs_and_single_texts_match_the_tokenizers_own_truncation(
+    tokenizer_json, text, context, max_tokens
+):
     ours = TextTokenizer(tokenizer_json, max_tokens)
     ref = reference(tokenizer_json, max_tokens)
     normalized = normalize(text)
