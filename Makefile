@@ -29,7 +29,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export EMOTIONAWARE_DATA_DIR := $(abspath $(DATA_DIR))
 
-.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs proto train eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak gpu-bundle images constraints clean
+.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs proto train eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence gpu-bundle images constraints clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -119,6 +119,30 @@ gpu-bundle: $(STAMP_PERF) export-if-stale ## pack what a lent GPU machine lacks 
 
 perf-soak: $(STAMP_PERF) export-if-stale ## gateway memory over 10 minutes at 80% of peak throughput -> bench/results/
 	$(PY) -m bench.soak --data-dir $(DATA_DIR)
+
+soak: perf-soak ## alias of perf-soak: 10 minutes at 80% of peak, errors, p99 per window, gateway RSS
+
+# Long forms of the reliability proofs (CI runs short ones in tests/triton/test_reliability.py).
+# Each starts the supervised `make serve` program on free loopback ports.
+RELIABILITY := $(PY) -m bench.reliability
+RESULT = bench/results/$(shell date +%F)-$(1).md
+fuzz: $(STAMP_DEV) export-if-stale ## property-based fuzz of every RPC and raw bytes, 2,500 cases per test (10,000 in all)
+	mkdir -p build
+	set -o pipefail; EMOTIONAWARE_FUZZ_EXAMPLES=2500 $(PY) -m pytest tests/triton/test_reliability.py \
+	  -k "fuzz or memory" -q -p no:cacheprovider --durations=0 | tee build/fuzz.log
+	{ echo "# fuzz, $$(date '+%F %H:%M')"; echo; echo "Machine: $$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)," \
+	  "$$(nproc) CPUs. 2,500 hypothesis cases for each of Classify, ClassifyBatch, ClassifyStream and raw bytes to" \
+	  "every RPC (10,000 in all), against the supervised serve program."; echo; \
+	  echo '```'; grep -E "passed|failed|s call" build/fuzz.log; echo '```'; } > $(call RESULT,fuzz)
+
+chaos: $(STAMP_DEV) export-if-stale ## SIGKILL/SIGSTOP Triton and SIGTERM the gateway under load, 3 rounds -> bench/results/
+	$(RELIABILITY) chaos --rounds 3 --out $(call RESULT,chaos)
+
+overload: $(STAMP_DEV) export-if-stale ## 4x measured capacity for 60 s, open loop -> bench/results/
+	$(RELIABILITY) overload --seconds 60 --factor 4 --out $(call RESULT,overload)
+
+correspondence: $(STAMP_DEV) export-if-stale ## 100,000 answers over every RPC, each checked against its request -> bench/results/
+	$(RELIABILITY) correspondence --requests 100000 --out $(call RESULT,correspondence)
 
 cpu-graphs: $(STAMP_DEV) proto ## candidate CPU graphs side by side (speed, dev/test, batch deviation) -> bench/results/ (~15 min)
 	$(PY) -m bench.cpu_graphs --data-dir $(DATA_DIR) $(foreach m,$(or $(MODELS),goemotions),--model $(m)) \

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,12 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def p99(latencies: list[float]) -> float:
+    if len(latencies) < 2:
+        return latencies[0] if latencies else 0.0
+    return statistics.quantiles(latencies, n=100)[98]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-repository", type=Path, default=DEFAULT_MODEL_REPOSITORY)
@@ -43,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     texts = [e.text for e in load_goemotions(args.data_dir).test[:2000]]
     samples: list[tuple[float, float]] = []
+    windows: list[tuple[float, float]] = []  # (second, p99 ms of the calls completed in the last tick)
     with TritonServer(args.model_repository, log_path=OUT_DIR / "triton-soak.log") as triton:
         triton.wait_ready()
         gateway, target = start_gateway(triton.grpc_url, args.model_repository, OUT_DIR / "gateway-soak.log")
@@ -54,10 +62,14 @@ def main(argv: list[str] | None = None) -> None:
                 file=sys.stderr,
             )
             samples.append((0.0, rss_mib(gateway.pid)))
-            result = asyncio.run(gateway_load.paced(
-                target, texts, rate, args.minutes * 60,
-                on_tick=lambda t: samples.append((round(t), rss_mib(gateway.pid))),
-            ))  # fmt: skip
+            seen = [0]
+
+            def tick(elapsed: float, latencies: list[float]) -> None:
+                samples.append((round(elapsed), rss_mib(gateway.pid)))
+                window, seen[0] = latencies[seen[0] :], len(latencies)
+                windows.append((round(elapsed), p99(window)))
+
+            result = asyncio.run(gateway_load.paced(target, texts, rate, args.minutes * 60, on_tick=tick))
             samples.append((round(args.minutes * 60), rss_mib(gateway.pid)))
         finally:
             gateway.terminate()
@@ -69,7 +81,9 @@ def main(argv: list[str] | None = None) -> None:
         "peak_texts_per_s": round(peak, 1), "rate": round(rate, 1), "load": result.summary(),
         "rss_mib": samples, "rss_after_warmup_mib": round(warm[0], 1), "rss_end_mib": round(warm[-1], 1),
         "rss_max_mib": round(max(m for _, m in samples), 1), "growth": round(growth, 4),
+        "p99_windows_ms": windows,
     }  # fmt: skip
+    steady = [v for t, v in windows if t >= 60] or [0.0]
     m = report["machine"]
     lines = [
         f"# Gateway memory soak, {report['date']}",
@@ -84,9 +98,12 @@ def main(argv: list[str] | None = None) -> None:
         f"{warm[-1]:.0f} MiB at the end, {report['rss_max_mib']:.0f} MiB at most: growth after warm-up "
         f"{100 * growth:+.1f}% (target: within 10%).",
         "",
-        "| second | RSS MiB |",
-        "|---:|---:|",
-        *[f"| {t:.0f} | {mib:.1f} |" for t, mib in samples],
+        f"- p99 per 10 s window after warm-up: {min(steady):.1f} to {max(steady):.1f} ms "
+        f"(median {statistics.median(steady):.1f} ms).",
+        "",
+        "| second | RSS MiB | p99 of the last 10 s, ms |",
+        "|---:|---:|---:|",
+        *[f"| {t:.0f} | {mib:.1f} | {dict(windows).get(t, float('nan')):.1f} |" for t, mib in samples],
         "",
     ]
     args.out.mkdir(parents=True, exist_ok=True)
