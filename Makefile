@@ -129,11 +129,11 @@ RESULT = bench/results/$(shell date +%F)-$(1).md
 fuzz: $(STAMP_DEV) export-if-stale ## property-based fuzz of every RPC and raw bytes, 2,500 cases per test (10,000 in all)
 	mkdir -p build
 	set -o pipefail; EMOTIONAWARE_FUZZ_EXAMPLES=2500 $(PY) -m pytest tests/triton/test_reliability.py \
-	  -k "fuzz or memory" -q -p no:cacheprovider --durations=0 | tee build/fuzz.log
+	  -k "fuzz or memory" -q -p no:cacheprovider --durations=0 --hypothesis-show-statistics | tee build/fuzz.log
 	{ echo "# fuzz, $$(date '+%F %H:%M')"; echo; echo "Machine: $$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)," \
 	  "$$(nproc) CPUs. 2,500 hypothesis cases for each of Classify, ClassifyBatch, ClassifyStream and raw bytes to" \
 	  "every RPC (10,000 in all), against the supervised serve program."; echo; \
-	  echo '```'; grep -E "passed|failed|s call" build/fuzz.log; echo '```'; } > $(call RESULT,fuzz)
+	  echo '```'; grep -E "passed|failed|s call|^  - |test_fuzz|%, " build/fuzz.log; echo '```'; } > $(call RESULT,fuzz)
 
 chaos: $(STAMP_DEV) export-if-stale ## SIGKILL/SIGSTOP Triton and SIGTERM the gateway under load, 3 rounds -> bench/results/
 	$(RELIABILITY) chaos --rounds 3 --out $(call RESULT,chaos)

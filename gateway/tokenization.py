@@ -34,7 +34,7 @@ _CHARS_PER_TOKEN = 8
 class _Prefix:
     """Tokens (no special tokens) of the start of a string."""
 
-    text: str  # the tokenized prefix
+    encoding: Encoding  # without special tokens, never truncated (no overflow)
     tokens: int
     complete: bool  # the prefix is the whole string
 
@@ -80,21 +80,25 @@ class TextTokenizer:
         limit = max(needed, 8) * _CHARS_PER_TOKEN
         while True:
             if len(text) <= limit:
-                return _Prefix(text, len(self._tokenizer.encode(text, add_special_tokens=False)), True)
+                encoding = self._tokenizer.encode(text, add_special_tokens=False)
+                return _Prefix(encoding, len(encoding.ids), True)
             cut = text.rfind(" ", 0, limit + 1)
             if cut > 0:
-                head = text[:cut]
-                tokens = len(self._tokenizer.encode(head, add_special_tokens=False))
-                if tokens >= needed:
-                    return _Prefix(head, tokens, False)
+                encoding = self._tokenizer.encode(text[:cut], add_special_tokens=False)
+                if len(encoding.ids) >= needed:
+                    return _Prefix(encoding, len(encoding.ids), False)
             limit *= 2
 
     def _kept(self, encoding: Encoding, keep: tuple[int, ...]) -> np.ndarray:
         """Ids of ``encoding`` with special tokens and the first ``keep[i]`` tokens of segment i."""
         seen = [0] * len(keep)
         ids = []
-        for token, segment in zip(encoding.ids, encoding.sequence_ids, strict=True):
-            if segment is not None:
+        # Segments by type id and special-token mask: post_process leaves the first segment's
+        # sequence_ids unset for pairs (tokenizers 0.22), while type ids follow the template.
+        for token, segment, special in zip(
+            encoding.ids, encoding.type_ids, encoding.special_tokens_mask, strict=True
+        ):
+            if not special:
                 if seen[segment] >= keep[segment]:
                     continue
                 seen[segment] += 1
@@ -112,7 +116,8 @@ class TextTokenizer:
         if not context:
             budget = self.max_tokens - self.specials
             head = self._prefix(normalized, budget + 1)
-            encoding = self._tokenizer.encode(head.text)
+            # The template (special tokens) applied to the prefix's tokens: no second tokenization.
+            encoding = self._tokenizer.post_process(head.encoding)
             kept = min(head.tokens, budget)
             return TokenizedText(
                 input_ids=self._kept(encoding, (kept,)),
@@ -124,7 +129,7 @@ class TextTokenizer:
         head = self._prefix(normalized, budget + 1)
         tail = self._prefix(context, budget + 1)
         keep = _longest_first(min(head.tokens, budget + 1), min(tail.tokens, budget + 1), budget)
-        encoding = self._tokenizer.encode(head.text, tail.text)
+        encoding = self._tokenizer.post_process(head.encoding, tail.encoding)
         return TokenizedText(
             input_ids=self._kept(encoding, keep),
             token_count=head.tokens + self.specials,
@@ -147,7 +152,8 @@ class TextTokenizer:
             self._chunkers[overlap] = chunker
         # Enough tokens for max_chunks whole windows and one more token, to know if one is dropped.
         head = self._prefix(normalize(text), (max_chunks - 1) * (content - overlap) + content + 1)
-        encoding = chunker.encode(head.text)
+        # The chunker's stride truncation (one segment: linear, no combinations) and template.
+        encoding = chunker.post_process(head.encoding)
         windows = [encoding, *encoding.overflowing]
         total = head.tokens + self.specials
         out, first = [], 0
