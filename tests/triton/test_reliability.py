@@ -85,31 +85,81 @@ def with_threshold(message, threshold):
     return message
 
 
-classify = st.builds(
-    with_threshold,
+# Half the cases are well-formed (a served model, options it offers, visible text of any size),
+# so they reach tokenization, batching and Triton; the other half may break any rule.
+visible_text = st.one_of(
+    st.text(min_size=1, max_size=64).filter(lambda t: t.strip() and any(c.isalnum() for c in t)),
+    st.builds(
+        lambda w, n: (" ".join([w] * n))[:10_000],
+        st.sampled_from(["sad", "wow!", "東京", "a" * 150]),
+        st.integers(1, 3000),
+    ),
+)
+plain_options = st.builds(
+    pb.ClassifyOptions,
+    top_k=st.integers(0, 7),
+    return_all_scores=st.booleans(),
+    long_text_mode=st.integers(0, 2),
+)
+good_turns = st.lists(st.builds(pb.Turn, speaker=st.sampled_from(["a", "b"]), text=visible_text), max_size=12)
+classify = st.one_of(
     st.builds(
         pb.ClassifyRequest,
-        text=hostile_text,
-        model=names,
-        options=options,
-        context=turns,
-        speaker=st.text(max_size=140),
+        text=visible_text,
+        model=st.sampled_from(["goemotions", "poems", ""]),
+        options=plain_options,
     ),
-    thresholds,
+    st.builds(
+        pb.ClassifyRequest,
+        text=visible_text,
+        model=st.just("conversation"),
+        context=good_turns,
+        speaker=st.sampled_from(["a", "b", ""]),
+        options=st.builds(pb.ClassifyOptions, top_k=st.integers(0, 7), return_all_scores=st.booleans()),
+    ),
+    st.builds(
+        with_threshold,
+        st.builds(
+            pb.ClassifyRequest,
+            text=hostile_text,
+            model=names,
+            options=options,
+            context=turns,
+            speaker=st.text(max_size=140),
+        ),
+        thresholds,
+    ),
 )
-batch = st.builds(
-    pb.ClassifyBatchRequest, texts=st.lists(hostile_text, max_size=300), model=names, options=options
+batch = st.one_of(
+    st.builds(
+        pb.ClassifyBatchRequest,
+        texts=st.lists(visible_text, min_size=1, max_size=64),
+        model=st.sampled_from(["goemotions", "poems", "conversation"]),
+        options=plain_options,
+    ),
+    st.builds(
+        pb.ClassifyBatchRequest, texts=st.lists(hostile_text, max_size=300), model=names, options=options
+    ),
 )
 stream = st.lists(
-    st.builds(
-        pb.ClassifyStreamRequest,
-        conversation_id=st.text(max_size=140),
-        speaker=st.text(max_size=10),
-        text=hostile_text,
-        message_id=st.text(max_size=10),
-        model=names,
-        options=options,
-        timeout_ms=st.integers(0, 5000),
+    st.one_of(
+        st.builds(
+            pb.ClassifyStreamRequest,
+            conversation_id=st.sampled_from(["a", "b", "c"]),
+            speaker=st.sampled_from(["x", "y"]),
+            text=visible_text,
+            message_id=st.text(max_size=10),
+        ),
+        st.builds(
+            pb.ClassifyStreamRequest,
+            conversation_id=st.text(max_size=140),
+            speaker=st.text(max_size=10),
+            text=hostile_text,
+            message_id=st.text(max_size=10),
+            model=names,
+            options=options,
+            timeout_ms=st.integers(0, 5000),
+        ),
     ),
     min_size=1,
     max_size=8,
