@@ -114,7 +114,8 @@ class Serve:
         found = [f"/dev/shm/{p.name}" for p in SHM_DIR.glob(f"emotionaware_{self.proc.pid}_*")]
         for entry in Path("/proc").iterdir():
             pid = int(entry.name) if entry.name.isdigit() else 0
-            if pid and f"--grpc-port={self.ports.grpc}" in _cmdline(pid) and _state(pid) not in ("Z", "gone"):
+            mine = (f"--grpc-port={self.ports.grpc}", f"--listen={self.target}")  # Triton, gateway
+            if pid and any(m in _cmdline(pid) for m in mine) and _state(pid) not in ("Z", "gone"):
                 found.append(f"pid {pid}")
         return found
 
@@ -380,6 +381,7 @@ async def _open_loop(target: str, rate: float, seconds: float, gateway_pid: int,
 
 def overload(serve: Serve, seconds: float, factor: float) -> OverloadResult:
     """Closed-loop capacity for 10 s, then ``factor`` times it open loop for ``seconds``."""
+    asyncio.run(_closed_loop(serve.target, 32, 3))  # warm-up: first runs of each session are slow
     capacity = asyncio.run(_closed_loop(serve.target, 32, 10))
     pid = serve.gateway_pid()
     rss = [rss_mib(pid)]
@@ -537,7 +539,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             r = correspondence(serve, args.requests)
             ok = r["mismatches"] == 0
             lines += [
-                f"{r['answers']} answers checked in {r['seconds']} s ({r['by_rpc']}): {r['mismatches']} mismatches."
+                f"{r['answers']} answers checked in {r['seconds']} s ({r['by_rpc']}): {r['mismatches']} mismatches; "
+                f"{r['refused_and_retried']} calls or items shed (RESOURCE_EXHAUSTED) and retried or skipped."
             ]
     finally:
         code = serve.stop()

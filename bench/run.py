@@ -28,7 +28,7 @@ from pathlib import Path
 
 from bench import baselines, gateway_load
 from bench.triton_perf import OUT_DIR, run_level, write_input_data
-from emotionaware.tritonserver import TritonServer, free_port
+from emotionaware.tritonserver import TritonServer, die_with_parent, free_port
 from gateway.settings import DEFAULT_MODEL_REPOSITORY
 from train.data import DEFAULT_DATA_DIR, load_goemotions, load_meld
 
@@ -57,7 +57,8 @@ def start_gateway(triton_url: str, repository: Path, log: Path, *extra: str) -> 
     cmd = [sys.executable, "-m", "gateway", f"--listen={target}", f"--triton-url={triton_url}",
            f"--model-repository={repository}", "--metrics-port=0", "--log-level=WARNING",
            "--queue-budget-ms=0", *extra]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    # die_with_parent: an interrupted benchmark must not leave its gateway running.
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     from gateway.serve import wait_gateway
 
     wait_gateway(target, proc, timeout_s=120)

@@ -73,7 +73,7 @@ class TritonPorts:
         return cls(http, grpc, metrics)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Run in the child before exec: SIGTERM the server if the process that started it dies.
 
     Without this a launcher killed by SIGKILL (or a crashed test run) would leave Triton and
@@ -167,7 +167,7 @@ class TritonServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         log.info("tritonserver pid %d: grpc %s, http %s", self._proc.pid, self.grpc_url, self.http_url)
         return self

@@ -36,7 +36,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from emotionaware.tritonserver import TritonPorts, TritonServer
+from emotionaware.tritonserver import TritonPorts, TritonServer, die_with_parent
 from gateway.settings import DEFAULT_MODEL_REPOSITORY
 
 log = logging.getLogger("serve")
@@ -158,6 +158,8 @@ class Supervisor:
                 f"--metrics-port={a.gateway_metrics_port}",
             ],
             env=dict(os.environ),
+            # A serve killed outright (SIGKILL) must not leave its gateway running.
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         return self.gateway
 

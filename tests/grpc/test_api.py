@@ -311,7 +311,9 @@ async def test_stream_message_deadlines_follow_the_documented_rule(grpc_settings
             # gets DEADLINE_EXCEEDED, or RESOURCE_EXHAUSTED at once when the measured cost says
             # it cannot make it (admission by time).
             late = {grpc.StatusCode.DEADLINE_EXCEEDED.value[0], grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]}
-            mixed = [r async for r in stub.ClassifyStream(iter([message(0, 200), message(1, 5000)]), timeout=20)]
+            mixed = [
+                r async for r in stub.ClassifyStream(iter([message(0, 200), message(1, 5000)]), timeout=20)
+            ]
             assert [r.WhichOneof("outcome") for r in mixed] == ["error", "result"]
             assert mixed[0].error.code in late
             # No stream deadline and no timeout_ms: the default request deadline, from arrival.

@@ -32,3 +32,22 @@ def test_server_dies_with_a_killed_launcher(exported_repo):
     if group_alive(triton_pid):
         os.killpg(triton_pid, signal.SIGKILL)
         raise AssertionError("tritonserver outlived its SIGKILLed launcher")
+
+
+def test_a_killed_serve_leaves_no_gateway_triton_or_shared_memory(exported_repo, tmp_path):
+    from bench.reliability import Serve
+
+    serve = Serve(exported_repo, tmp_path)
+    gateway, triton = serve.gateway_pid(), serve.triton_pid()
+    assert gateway and triton and serve.leftovers()  # running: its processes and regions exist
+    os.kill(serve.proc.pid, signal.SIGKILL)
+    serve.proc.wait()
+    deadline = time.monotonic() + 30
+    while serve.leftovers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = serve.leftovers()
+    for item in left:
+        if item.startswith("pid "):
+            os.kill(int(item.split()[1]), signal.SIGKILL)
+    serve.stop()
+    assert left == [], "left behind by a SIGKILLed serve"
