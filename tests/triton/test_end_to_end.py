@@ -59,7 +59,9 @@ async def test_response_shape_from_triton(stub):
 
 async def test_long_text_is_truncated_through_triton(stub):
     reply = await stub.Classify(emotion_pb2.ClassifyRequest(text="so happy today " * 100), timeout=10)
-    assert reply.truncated and reply.token_count == 302 and reply.max_tokens == 128
+    # 302 tokens in all; the gateway tokenizes only a prefix that holds more than the model reads.
+    assert reply.truncated and reply.max_tokens == 128
+    assert reply.token_count_is_lower_bound and 128 < reply.token_count < 302
     assert reply.scores[0].label in {"joy", "excitement"}
 
 

@@ -282,8 +282,12 @@ def test_the_largest_accepted_requests_have_bounded_cost(serve, channel):
         pb.ClassifyStreamRequest(conversation_id="one", speaker=str(i % 2), text=noise()) for i in range(100)
     ]
     replies = list(stub.ClassifyStream(iter(messages), timeout=120))
-    assert len(replies) == 100 and all(r.HasField("result") for r in replies)
-    assert all(r.result.truncated and r.result.context_turns == 8 for r in replies[8:])
+    assert [r.sequence for r in replies] == list(range(100))
+    # A burst of 100 full-length messages is more than the queue-time budget: some are shed.
+    answered = [r.result for r in replies if r.HasField("result")]
+    shed = [r for r in replies if r.HasField("error")]
+    assert answered and all(r.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0] for r in shed)
+    assert all(a.truncated and a.token_count_is_lower_bound for a in answered)
     turns = [pb.Turn(speaker="a", text=noise()) for _ in range(64)]
     reply = stub.Classify(pb.ClassifyRequest(model="conversation", text=noise(), context=turns), timeout=30)
     assert reply.truncated and reply.token_count_is_lower_bound
