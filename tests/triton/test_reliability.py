@@ -27,7 +27,7 @@ DOCUMENTED = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
 }
-EXAMPLES = int(os.environ.get("EMOTIONAWARE_FUZZ_EXAMPLES", "60"))  # per RPC; make fuzz raises it
+EXAMPLES = int(os.environ.get("EMOTIONAWARE_FUZZ_EXAMPLES", "40"))  # per RPC; make fuzz raises it
 METHODS = ("Classify", "ClassifyBatch", "ClassifyStream", "ListModels", "GetModel")
 
 
