@@ -31,6 +31,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.run import machine
+from bench.soak import rss_mib
 from emotionaware.tritonserver import SHM_DIR, TritonPorts, free_port
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1 import emotion_pb2_grpc
@@ -48,13 +50,6 @@ TEXTS = (
     "That is hilarious, I can't stop laughing",
     "I'm a bit nervous about tomorrow's interview.",
 )
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def _children(pid: int) -> list[int]:
@@ -505,12 +500,6 @@ async def _correspondence(target: str, requests: int, concurrency: int) -> dict:
                 "examples": mismatches[:5], "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")  # fmt: skip
-    return f"{cpu}, {os.cpu_count()} CPUs"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("proof", choices=("chaos", "overload", "correspondence"))
@@ -525,7 +514,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-dir", type=Path, default=Path("build/logs/reliability"))
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
     args = parser.parse_args(argv)
-    lines = [f"# {args.proof}, {time.strftime('%Y-%m-%d %H:%M')}", "", f"Machine: {machine()}.", ""]
+    lines = [
+        f"# {args.proof}, {time.strftime('%Y-%m-%d %H:%M')}",
+        "",
+        f"Machine: {(m := machine())['cpu']}, {m['cpus']} CPUs.",
+        "",
+    ]
     serve = Serve(args.model_repository, args.log_dir)
     try:
         if args.proof == "chaos":

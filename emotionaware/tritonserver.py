@@ -208,6 +208,11 @@ class TritonServer:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
+    @property
+    def returncode(self) -> int | None:
+        """Exit status once the server has exited (negative: killed by that signal)."""
+        return None if self._proc is None else self._proc.poll()
+
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

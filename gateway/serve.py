@@ -180,8 +180,7 @@ class Supervisor:
         assert self.triton is not None and self.gateway is not None
         now = time.monotonic()
         if not self.triton.running():
-            code = self.triton._proc.returncode if self.triton._proc else None
-            self._restart_triton(f"exited with code {code}")
+            self._restart_triton(f"exited with code {self.triton.returncode}")
         elif now - self._last_probe >= self.args.probe_s:
             self._last_probe = now
             if self.triton.is_ready(timeout_s=1):
