@@ -100,6 +100,26 @@ def server_environment() -> dict[str, str]:
     return env
 
 
+def remove_orphaned_shared_memory(shm_dir: Path = SHM_DIR) -> list[str]:
+    """Unlink the regions of servers whose launching process is gone; returns their names.
+
+    A launcher that was itself killed (SIGKILL of ``make serve``, a CI runner stopped) never
+    removes its server's regions; the next launch on the machine does. A region's name holds
+    its launcher's pid, and a region whose launcher still runs is left alone.
+    """
+    removed = []
+    for region in sorted(shm_dir.glob("emotionaware_*_*")) if shm_dir.is_dir() else []:
+        owner = region.name.split("_")[1]
+        if not owner.isdigit() or Path(f"/proc/{owner}").exists():
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            region.unlink()
+            removed.append(region.name)
+    if removed:
+        log.info("removed %d shared-memory regions of launchers that are gone", len(removed))
+    return removed
+
+
 class TritonServer:
     """A tritonserver child process bound to loopback (or ``host``) ports.
 
@@ -156,6 +176,7 @@ class TritonServer:
     def start(self) -> TritonServer:
         if self._proc is not None:
             raise RuntimeError("server already started")
+        remove_orphaned_shared_memory()
         out = subprocess.DEVNULL
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)

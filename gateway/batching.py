@@ -12,12 +12,15 @@ wait) or when a full batch is waiting, otherwise when the oldest sequence has wa
 at once.
 
 Admission is by count and by time. The queue holds at most ``queue_max_texts`` sequences;
-and a request is refused at once (RESOURCE_EXHAUSTED with a retry hint) when the work
-queued ahead of it would take longer than ``queue_budget_ms`` to clear, or when that wait
-plus its own work would pass its deadline. The wait is estimated from the backend's measured
-cost per token (a moving average over completed batches), so under overload accepted
-requests wait about the budget instead of as long as the queue is, and refusals take no time.
-Until the first batch has completed there is no estimate and only the count applies.
+and a request is refused at once (RESOURCE_EXHAUSTED with a retry hint) when a typical text
+queued now would not be answered within ``queue_budget_ms`` (the work ahead of it, queued and
+in flight, plus its own), or when the request's own work would not be done before its
+deadline. The time is estimated from the backend's measured throughput: the wall
+time between batch completions while the backend is busy, per real token (moving averages
+of both), which holds whether the backend runs batches one at a time or several at once. So
+under overload an accepted request is answered within about the budget instead of as long as
+the queue is, and refusals take no time. Until the first batch has completed there is no
+estimate and only the count applies.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import functools
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -47,17 +52,24 @@ _FALLBACK_BUCKETS = (16, 32, 64, 128, 256, 512)
 # tokens, so a sequence that would add more padding than that is cheaper in another batch.
 # Chosen by `make perf` on GoEmotions test texts (see bench/results).
 _PAD_ALLOWANCE = 8
-# Weight of the newest batch in the moving average of the backend's cost per token.
+# Weight of the newest batch in the moving averages of the backend's busy time and tokens.
 _COST_SMOOTHING = 0.2
+# Feedback on the estimate, which is right on average but not in its tail (on a busy 2-vCPU
+# host an answer took up to 3 times its estimate): each answer later than the budget lowers
+# the estimate admitted by this factor, and it returns to the budget with this time constant.
+# Time, not answers, brings it back, so a cold start's slow answers are forgotten in seconds.
+_LATE_DECREASE = 0.9
+_RECOVERY_S = 5.0
+# Late answers at most halve the estimate admitted: below that the queue is too short for
+# full batches, throughput falls with it, and shedding feeds on itself.
+_LOWEST_ADMITTED = 0.5
+# An answer counts as late past this share of the budget: the rest is left for the work around
+# the measured span (routing, post-processing, serialization, the event loop's turn).
+_LATE_SHARE = 0.9
 
 
 def _length(item: _Item) -> int:
     return item.length
-
-
-def _retrieve(future: asyncio.Future) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 @dataclass(eq=False)  # identity: items are removed from the queue by identity, never compared by value
@@ -68,6 +80,7 @@ class _Item:
     deadline: float
     length: int = field(init=False)
     taken: bool = field(default=False, init=False)
+    settled: bool = field(default=False, init=False)  # its tokens no longer count as queued work
 
     def __post_init__(self) -> None:
         self.length = len(self.ids)
@@ -97,7 +110,16 @@ class MicroBatcher:
         self._queued_tokens = 0
         self._inflight = 0
         self._inflight_tokens = 0
-        self._cost_per_token: float | None = None  # seconds of backend time per real token
+        # Throughput: moving averages of the busy wall time between completions and of the
+        # real tokens completed, per batch; their ratio is the seconds one more token adds.
+        self._busy_s: float | None = None
+        self._busy_tokens = 0.0
+        self._busy_mark = 0.0  # when the current busy interval began (a dispatch to an idle backend, or the last completion)
+        self._typical_tokens = 0.0  # moving average of tokens per queued sequence
+        # The highest estimate admitted is the budget, lowered by late answers and recovering
+        # towards it: its value was _lowered_s when it was last lowered, at _lowered_at.
+        self._lowered_s = settings.queue_budget_ms / 1000
+        self._lowered_at = 0.0
         self._wake = asyncio.Event()
         self._worker: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -108,19 +130,48 @@ class MicroBatcher:
     def _queued(self) -> int:
         return len(self._queue)
 
-    def estimated_wait_s(self, tokens: int = 0) -> float | None:
-        """Seconds until the queued work (and ``tokens`` more) has run; None before any measurement."""
-        if self._cost_per_token is None:
+    @property
+    def cost_per_token_s(self) -> float | None:
+        """Seconds of backend throughput one real token takes; None before any measurement."""
+        if self._busy_s is None:
             return None
-        # Half of what is in flight is left on average; parallel batches share the backend.
-        ahead = self._queued_tokens + self._inflight_tokens / 2 + tokens
-        return ahead * self._cost_per_token / self._settings.batch_max_inflight
+        return self._busy_s / self._busy_tokens
 
-    def admit(self, sequences: int, tokens: int, deadline: float) -> None:
+    def estimated_wait_s(self, tokens: int = 0) -> float | None:
+        """Seconds until the work queued and in flight (and ``tokens`` more) is done.
+
+        None before any measurement. What is in flight counts whole: an estimate that errs
+        towards refusing keeps accepted requests within the budget.
+        """
+        cost = self.cost_per_token_s
+        if cost is None:
+            return None
+        return (self._queued_tokens + self._inflight_tokens + tokens) * cost
+
+    def _measure(self, now: float, tokens: int) -> None:
+        """A batch of ``tokens`` real tokens completed at ``now``.
+
+        A failed batch is not measured: the time it held the backend counts towards the next
+        completion, which errs towards refusing.
+        """
+        interval, self._busy_mark = now - self._busy_mark, now
+        if self._busy_s is None:
+            self._busy_s, self._busy_tokens = interval, float(tokens)
+        else:
+            self._busy_s += _COST_SMOOTHING * (interval - self._busy_s)
+            self._busy_tokens += _COST_SMOOTHING * (tokens - self._busy_tokens)
+
+    def admit(self, sequences: int, tokens: int | None, deadline: float) -> None:
         """Refuse a request up front when it does not fit the queue, the time budget or its deadline.
 
-        ``tokens`` is the request's own work (0 when not yet known, as for a batch call before
-        tokenization). All or nothing: a request is never half queued.
+        The budget bounds the estimated time until a typical sequence queued now is answered:
+        the work ahead (queued and in flight) plus one sequence of the typical length. A
+        request's own work beyond that (many texts, long texts) counts against its deadline
+        only, so a large call on an idle gateway is never refused for being large.
+
+        ``tokens`` is the request's own work; None before tokenization, when ``sequences``
+        typical sequences are assumed (so a request that will be refused anyway is refused
+        before it costs a tokenization). All or nothing: a request is never half queued.
         """
         settings, name = self._settings, self._spec.name
         if self._queued + sequences > settings.queue_max_texts:
@@ -129,24 +180,42 @@ class MicroBatcher:
                 f"model {name} has {self._queued} sequences queued (limit {settings.queue_max_texts}){more}",
                 settings.retry_after_ms,
             )
-        wait = self.estimated_wait_s()
-        if wait is None:
-            return
-        budget = settings.queue_budget_ms / 1000
-        if budget and wait > budget:
+        wait = self.estimated_wait_s(round(self._typical_tokens))
+        if wait is None or not (self._queued_tokens or self._inflight):
+            return  # no estimate yet, or an idle backend: nothing to wait for, whatever one batch cost
+        admitted = self.admitted_s()
+        if settings.queue_budget_ms and wait > admitted:
             raise Overloaded(
-                f"model {name} has about {wait * 1000:.0f} ms of work queued; the queue-time budget is "
-                f"{settings.queue_budget_ms:.0f} ms",
-                max(settings.retry_after_ms, round((wait - budget) * 1000)),
+                f"model {name} would answer a new text in about {wait * 1000:.0f} ms; the "
+                f"queue-time budget is {settings.queue_budget_ms:.0f} ms",
+                max(settings.retry_after_ms, round((wait - admitted) * 1000)),
             )
         remaining = deadline - time.monotonic()
-        needed = self.estimated_wait_s(tokens) or 0.0
+        own = round(sequences * self._typical_tokens) if tokens is None else tokens
+        needed = self.estimated_wait_s(own) or 0.0
         if needed > remaining:
             raise Overloaded(
                 f"model {name} would need about {needed * 1000:.0f} ms for this request; its deadline is "
                 f"{max(remaining, 0) * 1000:.0f} ms away",
                 max(settings.retry_after_ms, round(wait * 1000)),
             )
+
+    def admitted_s(self) -> float:
+        """The highest estimate admitted now: the budget, or less for a while after late answers."""
+        budget = self._settings.queue_budget_ms / 1000
+        recovered = math.exp(-(time.monotonic() - self._lowered_at) / _RECOVERY_S)
+        return budget - (budget - self._lowered_s) * recovered
+
+    def observe(self, took_s: float) -> None:
+        """Feedback from one answered text: ``took_s`` from its admission to its answer.
+
+        The caller measures it (the request pipeline, for single texts), so the time the
+        event loop takes to resume a waiting request counts too, as its client sees it.
+        """
+        budget = self._settings.queue_budget_ms / 1000
+        if took_s > budget * _LATE_SHARE:
+            self._lowered_s = max(budget * _LOWEST_ADMITTED, self.admitted_s() * _LATE_DECREASE)
+            self._lowered_at = time.monotonic()
 
     def _width(self, length: int) -> int:
         """Padded width of a batch whose longest sequence has ``length`` tokens."""
@@ -174,15 +243,26 @@ class MicroBatcher:
             self._worker = asyncio.create_task(self._run(), name=f"batcher-{self._label}")
         loop = asyncio.get_running_loop()
         item = _Item(ids, loop.create_future(), time.monotonic(), deadline)
-        # A caller that stopped waiting (deadline, a failed sibling window) never reads its
-        # future's exception; reading it here keeps asyncio from logging it as lost.
-        item.future.add_done_callback(_retrieve)
+        item.future.add_done_callback(functools.partial(self._settle, item))
         bisect.insort_right(self._queue, item, key=_length)
         self._arrivals.append(item)
         self._queued_tokens += item.length
+        typical = self._typical_tokens or item.length  # the first sequence starts the average
+        self._typical_tokens = typical + _COST_SMOOTHING * (item.length - typical)
         self._depth.set(self._queued)
         self._wake.set()
         return item.future
+
+    def _settle(self, item: _Item, future: asyncio.Future) -> None:
+        """A sequence's future is done: read its exception, and drop abandoned work from the estimate."""
+        # A caller that stopped waiting (deadline, a failed sibling window) never reads its
+        # future's exception; reading it here keeps asyncio from logging it as lost.
+        if not future.cancelled():
+            future.exception()
+        # Still queued: its caller gave up, and nobody waits for this work any more.
+        if not item.taken and not item.settled:
+            item.settled = True
+            self._queued_tokens -= item.length
 
     def _oldest(self) -> _Item | None:
         while self._arrivals and self._arrivals[0].taken:
@@ -231,7 +311,9 @@ class MicroBatcher:
         items = []
         for item in taken:
             item.taken = True
-            self._queued_tokens -= item.length
+            if not item.settled:
+                item.settled = True
+                self._queued_tokens -= item.length
             if not item.future.done():  # a caller that gave up (deadline, cancel) is skipped
                 items.append(item)
         self._depth.set(self._queued)
@@ -262,6 +344,8 @@ class MicroBatcher:
             if send:
                 items = self._take()
                 if items:
+                    if self._inflight == 0:  # the backend was idle: its busy time starts now
+                        self._busy_mark = time.monotonic()
                     self._inflight += 1
                     self._inflight_tokens += sum(i.length for i in items)
                     task = asyncio.create_task(self._dispatch(items))
@@ -299,13 +383,9 @@ class MicroBatcher:
             if timeout <= 0:
                 raise DeadlineExceeded("the request deadline passed while waiting for a batch")
             output = await self._backend.infer(self._spec.triton_name, self._spec.version, inputs, timeout)
-            took = time.monotonic() - now
-            STAGE_LATENCY.labels("infer").observe(took)
-            cost = took / real
-            previous = self._cost_per_token
-            self._cost_per_token = (
-                cost if previous is None else previous + _COST_SMOOTHING * (cost - previous)
-            )
+            done = time.monotonic()
+            STAGE_LATENCY.labels("infer").observe(done - now)
+            self._measure(done, real)
             for row, item in enumerate(items):
                 if not item.future.done():
                     item.future.set_result(SequenceOutput(output.logits[row], output.model_version))

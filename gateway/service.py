@@ -206,14 +206,18 @@ class EmotionService:
         """Classify one text before ``deadline`` (monotonic seconds)."""
         resolved = resolved or self.resolve(request.model, request.options)
         batcher = self.batchers.get(resolved.spec)
-        # Refuse before tokenizing when the queue alone is over budget: refusals stay cheap
-        # exactly when the gateway is busiest. The own work is known (and checked) after it.
-        batcher.admit(1, 0, deadline)
+        admitted = time.monotonic()
+        # Refuse before tokenizing, counting a typical text: refusals stay cheap exactly when
+        # the gateway is busiest. The own work is known (and checked) after it.
+        batcher.admit(1, None, deadline)
         prepared = await self._prepare(request, resolved)
         batcher.admit(len(prepared.windows), sum(len(w.input_ids) for w in prepared.windows), deadline)
         futures = [batcher.enqueue(w.input_ids, deadline) for w in prepared.windows]
         try:
-            return self._finish(prepared, await asyncio.gather(*futures))
+            outputs = await asyncio.gather(*futures)
+            if len(futures) == 1:  # the budget is about single texts; chunked ones take longer by design
+                batcher.observe(time.monotonic() - admitted)
+            return self._finish(prepared, outputs)
         finally:
             for future in futures:  # a failed window, deadline or cancel: the others must not run
                 future.cancel()
@@ -234,7 +238,7 @@ class EmotionService:
             raise InvalidArgument("texts", f"holds {len(texts)} texts; the limit is {limit}")
         batcher = self.batchers.get(resolved.spec)
         # All or nothing: a batch that cannot be queued whole is refused rather than half-served.
-        batcher.admit(len(texts), 0, deadline)
+        batcher.admit(len(texts), None, deadline)
         pending: list[tuple[_Prepared, list[asyncio.Future]] | GatewayError] = []
         try:
             for i, text in enumerate(texts):

@@ -193,14 +193,21 @@ def rpc(method: str) -> Callable:
                 code, message = to_status(exc)
                 if extra := trailers(exc):
                     context.set_trailing_metadata(extra)
-                await context.abort(code, message)
+                # Status without abort(): abort raises through gRPC's handler machinery, which
+                # costs more than the refusal itself when an overloaded gateway sheds load.
+                # A non-OK code makes gRPC discard the (absent) response.
+                context.set_code(code)
+                context.set_details(message)
+                return None
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise
             except Exception as exc:
                 _log_unhandled(method, exc)
                 code, message = to_status(InternalError())
-                await context.abort(code, message)
+                context.set_code(code)
+                context.set_details(message)
+                return None
             finally:
                 REQUESTS.labels(method, code.name).inc()
                 LATENCY.labels(method).observe(time.perf_counter() - started)

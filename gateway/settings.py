@@ -129,7 +129,7 @@ _HELP = {
     "batch_wait_ms": "longest a sequence waits for more to batch with, in milliseconds",
     "batch_max_inflight": "batches of one model version at the backend at the same time",
     "queue_max_texts": "sequences queued per model version before RESOURCE_EXHAUSTED",
-    "queue_budget_ms": "refuse requests whose estimated queue wait exceeds this, in milliseconds (0: off)",
+    "queue_budget_ms": "refuse requests when a text queued now would not be answered within this, in milliseconds (0: off)",
     "retry_after_ms": "back-off suggested in the retry-after-ms trailer of RESOURCE_EXHAUSTED",
     "pad_to_buckets": "pad batches to the model's length buckets (for backends without ragged batching)",
     "backend_retries": "retries of an inference call that failed with UNAVAILABLE",

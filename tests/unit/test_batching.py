@@ -221,3 +221,107 @@ async def test_an_abandoned_future_does_not_log_a_lost_exception(caplog):
     gc.collect()
     assert "exception was never retrieved" not in caplog.text
     await batcher.close()
+
+
+class SerialBackend(RecordingBackend):
+    """One batch at a time, like one Triton instance: a second batch in flight waits its turn."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(delay_s)
+        self._lock = asyncio.Lock()
+
+    async def infer(self, model, version, inputs, timeout_s):
+        async with self._lock:
+            return await super().infer(model, version, inputs, timeout_s)
+
+
+async def test_the_cost_estimate_is_the_backends_throughput_whatever_runs_in_parallel():
+    # Two batches in flight on a backend that runs one at a time: each batch's own latency
+    # includes waiting for the other, but one more token still costs delay / tokens.
+    settings = Settings(batch_max_texts=1, batch_max_inflight=2, batch_wait_ms=0)
+    batcher = MicroBatcher(SerialBackend(delay_s=0.05), make_spec(), settings)
+    await run_all(batcher, [10] * 12)
+    assert batcher.cost_per_token_s == pytest.approx(0.005, rel=0.2)
+    await batcher.close()
+
+
+async def test_an_idle_backend_admits_whatever_one_batch_cost():
+    # A cold first batch (model loading) must not lock admission: with nothing queued or in
+    # flight there is nothing to wait for, and the next batch measures again.
+    settings = Settings(batch_max_texts=1, batch_max_inflight=1, queue_budget_ms=100)
+    batcher = MicroBatcher(RecordingBackend(delay_s=0.3), make_spec(), settings)
+    await run_all(batcher, [10])  # 0.3 s for one text: three times the budget
+    batcher.admit(1, None, time.monotonic() + 5)
+    queued = batcher.enqueue(ids(10), time.monotonic() + 5)
+    with pytest.raises(Overloaded):
+        batcher.admit(1, None, time.monotonic() + 5)  # now a text waits behind 0.3 s of work
+    await queued
+    await batcher.close()
+
+
+async def test_before_tokenizing_a_typical_text_is_counted():
+    settings = Settings(batch_max_texts=1, batch_max_inflight=1, queue_budget_ms=250)
+    batcher = MicroBatcher(RecordingBackend(delay_s=0.1), make_spec(), settings)
+    await run_all(batcher, [10])  # 0.01 s per token; the typical text has 10 tokens
+    queued = [batcher.enqueue(ids(10), time.monotonic() + 5) for _ in range(2)]  # 0.2 s ahead
+    with pytest.raises(Overloaded) as refused:
+        batcher.admit(1, None, time.monotonic() + 5)  # 0.2 s ahead + 0.1 s for a typical text
+    import re
+
+    about = int(re.search(r"would answer a new text in about (\d+) ms", refused.value.message)[1])
+    assert 280 <= about <= 360
+    await asyncio.gather(*queued)
+    await batcher.close()
+
+
+async def test_a_large_call_counts_its_own_work_against_its_deadline_not_the_budget():
+    settings = Settings(batch_max_texts=1, batch_max_inflight=1, queue_budget_ms=250)
+    batcher = MicroBatcher(RecordingBackend(delay_s=0.1), make_spec(), settings)
+    await run_all(batcher, [10])
+    queued = batcher.enqueue(ids(10), time.monotonic() + 5)  # 0.1 s ahead
+    batcher.admit(64, None, time.monotonic() + 10)  # 6.4 s of its own work: within its deadline
+    with pytest.raises(Overloaded) as refused:
+        batcher.admit(64, None, time.monotonic() + 2)
+    assert "its deadline is" in refused.value.message
+    await queued
+    await batcher.close()
+
+
+async def test_work_whose_caller_gave_up_leaves_the_estimate():
+    settings = Settings(batch_max_texts=1, batch_max_inflight=1, queue_budget_ms=0)
+    batcher = MicroBatcher(RecordingBackend(delay_s=0.1), make_spec(), settings)
+    await run_all(batcher, [10])
+    running = batcher.enqueue(ids(10), time.monotonic() + 5)
+    await asyncio.sleep(0.01)  # dispatched: in flight
+    abandoned = [batcher.enqueue(ids(10), time.monotonic() + 5) for _ in range(5)]
+    assert batcher.estimated_wait_s() == pytest.approx(0.6, rel=0.1)
+    for future in abandoned:
+        future.cancel()
+    await asyncio.sleep(0)  # done callbacks run
+    assert batcher.estimated_wait_s() == pytest.approx(0.1, rel=0.1)  # only the batch in flight
+    await running
+    await batcher.close()
+
+
+async def test_late_answers_lower_what_is_admitted_and_time_brings_it_back(monkeypatch):
+    import gateway.batching as batching
+
+    settings = Settings(batch_max_texts=1, batch_max_inflight=1, queue_budget_ms=500)
+    batcher = MicroBatcher(RecordingBackend(delay_s=0.01), make_spec(), settings)
+    await run_all(batcher, [10])  # 1 ms per token
+    assert batcher.admitted_s() == pytest.approx(0.5)
+    batcher.observe(0.4)  # on time (within 90% of the budget): nothing changes
+    assert batcher.admitted_s() == pytest.approx(0.5)
+    for _ in range(60):
+        batcher.observe(0.8)  # answers later than the budget: the estimate was too hopeful
+    assert batcher.admitted_s() == pytest.approx(0.25, rel=0.05)  # never below half the budget
+    queued = [batcher.enqueue(ids(10), time.monotonic() + 5) for _ in range(30)]  # ~0.3 s ahead
+    with pytest.raises(Overloaded):
+        batcher.admit(1, None, time.monotonic() + 5)
+    now = time.monotonic()
+    monkeypatch.setattr(batching.time, "monotonic", lambda: now + 3 * batching._RECOVERY_S)
+    assert 0.48 < batcher.admitted_s() <= 0.5  # three time constants later: back near the budget
+    batcher.admit(1, None, now + 3 * batching._RECOVERY_S + 5)
+    monkeypatch.undo()
+    await asyncio.gather(*queued)
+    await batcher.close()

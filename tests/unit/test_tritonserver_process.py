@@ -42,3 +42,18 @@ def test_missing_python_backend_stub_says_to_run_setup(tmp_path: Path, monkeypat
     monkeypatch.setattr(ts, "triton_home", lambda: home)
     with pytest.raises(ts.TritonNotInstalled, match="make setup"):
         TritonServer(tmp_path).command()
+
+
+def test_regions_of_launchers_that_are_gone_are_removed_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+
+    from emotionaware.tritonserver import remove_orphaned_shared_memory
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid names no process now
+    (tmp_path / f"emotionaware_{gone.pid}_0_a").write_bytes(b"x")
+    (tmp_path / f"emotionaware_{os.getpid()}_0_b").write_bytes(b"x")  # a launcher that runs
+    (tmp_path / "other_region").write_bytes(b"x")
+    assert remove_orphaned_shared_memory(tmp_path) == [f"emotionaware_{gone.pid}_0_a"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"emotionaware_{os.getpid()}_0_b", "other_region"]
