@@ -40,6 +40,10 @@ from gateway.settings import DEFAULT_MODEL_REPOSITORY
 
 # Status codes a client may see while the service is being broken and recovers.
 FAULT_CODES = {"OK", "UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}
+# A gateway that shuts down: gRPC's core cancels calls it has received but not yet handed to
+# a handler, and their clients see CANCELLED, not UNAVAILABLE (grpc/grpc#41785, open). Those
+# calls did not run; a client may retry them like UNAVAILABLE.
+SHUTDOWN_CODES = FAULT_CODES | {"CANCELLED"}
 TEXTS = (
     "Thank you so much for your help!",
     "This is the worst day of my life.",
@@ -296,7 +300,8 @@ FAULTS = ("SIGKILL triton", "SIGSTOP triton 5 s", "SIGTERM gateway")
 def chaos_ok(results: Sequence[FaultResult]) -> bool:
     """The guarantees: documented codes only, nothing past deadline + 1 s, recovery in 10 s, no leaks."""
     return all(
-        set(r.codes) <= FAULT_CODES and r.slowest_over_deadline_s <= 1.0 and r.saw_not_serving
+        set(r.codes) <= (SHUTDOWN_CODES if r.fault == "SIGTERM gateway" else FAULT_CODES)
+        and r.slowest_over_deadline_s <= 1.0 and r.saw_not_serving
         and r.recovered_s is not None and r.recovered_s <= 10.0 and not r.leftovers
         for r in results
     )  # fmt: skip

@@ -4,6 +4,8 @@ The sentences were written for this test; none of them occurs in GoEmotions (che
 ``test_sentences_are_not_in_the_training_data``).
 """
 
+import asyncio
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -66,8 +68,15 @@ async def test_long_text_is_truncated_through_triton(stub):
 
 
 async def test_gateway_is_serving_once_triton_is_ready(gateway_target):
+    # Polled, not sampled once: this gateway runs in the test's event loop, and a readiness
+    # probe that a busy CI host delays past its 2 s timeout says NOT_SERVING until the next.
     async with grpc.aio.insecure_channel(gateway_target.listen) as channel:
-        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        stub = health_pb2_grpc.HealthStub(channel)
+        for _ in range(50):
+            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                break
+            await asyncio.sleep(0.2)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 

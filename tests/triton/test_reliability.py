@@ -295,3 +295,35 @@ def test_the_largest_accepted_requests_have_bounded_cost(serve, channel):
     reply = stub.Classify(pb.ClassifyRequest(model="conversation", text=noise(), context=turns), timeout=30)
     assert reply.truncated and reply.token_count_is_lower_bound
     assert reliability.rss_mib(serve.gateway_pid()) - before < 200
+
+
+def test_a_hung_triton_is_replaced_after_the_hang_restart_time(exported_repo, tmp_path):
+    """SIGSTOP without SIGCONT: Triton answers nothing but has not exited. serve must kill it
+    (its group and shared memory) once it has been silent for --hang-restart-s, and start another."""
+    import signal
+    import time
+
+    serve = reliability.Serve(exported_repo, tmp_path / "logs", extra=["--hang-restart-s=3"])
+    try:
+        hung = serve.triton_pid()
+        os.kill(hung, signal.SIGSTOP)
+        stopped = time.monotonic()
+        replaced = None
+        while time.monotonic() - stopped < 60 and replaced in (None, hung):
+            time.sleep(0.2)
+            replaced = serve.triton_pid()
+        assert replaced not in (None, hung), "the hung Triton was not replaced"
+        assert time.monotonic() - stopped >= 3  # not before the hang time
+        assert "did not answer for" in serve.log_path.read_text()
+        assert reliability._state(hung) in ("gone", "Z")
+        while time.monotonic() - stopped < 120 and reliability.health(serve.target) != "SERVING":
+            time.sleep(0.2)
+        with grpc.insecure_channel(serve.target) as channel:
+            reply = reliability.emotion_pb2_grpc.EmotionServiceStub(channel).Classify(
+                pb.ClassifyRequest(text="Back again, thank you!"), timeout=10
+            )
+        assert reply.scores
+    finally:
+        code = serve.stop()
+    assert code == 0, serve.log_path.read_text()[-3000:]
+    assert serve.leftovers() == []
