@@ -209,17 +209,15 @@ async def test_a_request_that_cannot_meet_its_deadline_is_refused_not_queued():
     await batcher.close()
 
 
-async def test_an_abandoned_future_does_not_log_a_lost_exception(caplog):
+async def test_an_abandoned_future_does_not_log_a_lost_exception():
     backend = RecordingBackend(delay_s=0.05, error=BackendUnavailable("down"))
     batcher = MicroBatcher(backend, make_spec(), Settings())
     abandoned = batcher.enqueue(ids(4), time.monotonic() + 5)
     await asyncio.sleep(0.2)
     assert abandoned.done()  # failed, and its caller never looks
-    del abandoned
-    import gc
-
-    gc.collect()
-    assert "exception was never retrieved" not in caplog.text
+    # asyncio logs "Future exception was never retrieved" when a future is freed with this flag
+    # set; the batcher still references the future here, so the flag itself is what is checked.
+    assert not abandoned._log_traceback
     await batcher.close()
 
 
