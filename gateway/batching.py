@@ -54,8 +54,8 @@ _FALLBACK_BUCKETS = (16, 32, 64, 128, 256, 512)
 _PAD_ALLOWANCE = 8
 # Weight of the newest batch in the moving averages of the backend's busy time and tokens.
 _COST_SMOOTHING = 0.2
-# Feedback on the estimate, which is right on average but not in its tail (on a busy 2-vCPU
-# host an answer took up to 3 times its estimate): each answer later than the budget lowers
+# Feedback on the estimate, which is right on average but not in its tail (on a busy, shared
+# CPU some answers take several times their estimate): each answer later than the budget lowers
 # the estimate admitted by this factor, and it returns to the budget with this time constant.
 # Time, not answers, brings it back, so a cold start's slow answers are forgotten in seconds.
 _LATE_DECREASE = 0.9
