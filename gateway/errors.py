@@ -57,6 +57,14 @@ class DeadlineExceeded(GatewayError):
     """The request's deadline passed before an answer was ready."""
 
 
+class Unauthenticated(GatewayError):
+    """The call carries no valid credentials (no token, an unknown, removed or expired one)."""
+
+
+class PermissionDenied(GatewayError):
+    """The caller is known but its grant does not cover this method or model."""
+
+
 class InternalError(GatewayError):
     """Something failed that the client cannot fix; details stay in the server log."""
 
@@ -72,6 +80,8 @@ STATUS_CODES: dict[type[GatewayError], grpc.StatusCode] = {
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     BackendUnavailable: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     InternalError: grpc.StatusCode.INTERNAL,
 }
 

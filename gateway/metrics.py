@@ -55,3 +55,8 @@ ROUTING_RELOADS = Counter("emotionaware_routing_reloads_total", "Routing file re
 STREAM_CONVERSATIONS = Gauge(
     "emotionaware_stream_conversations", "Conversations whose context is held by open streams"
 )
+CLIENT_REQUESTS = Counter(
+    "emotionaware_client_requests_total",
+    "Calls by client, method and status code; client is a configured name, other, anonymous or unauthenticated",
+    ["client", "method", "code"],
+)

@@ -14,6 +14,10 @@ The routing file (TOML) names the served models, their limits, and aliases::
     stable = "goemotions"
     canary = { "goemotions" = 0.9, "goemotions@2" = 0.1 }    # weighted split
 
+    [clients.billing-bot]                                    # grants and quotas per client
+    models = ["goemotions"]                                  # (see gateway/callers.py)
+    texts_per_s = 50
+
 Without a file, every model in the repository is served under its own name, with the
 aliases ``default`` (the settings' default model) and ``stable`` (the same).
 
@@ -29,9 +33,10 @@ import logging
 import random
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.callers import ClientPolicy, parse_policies
 from gateway.errors import ModelNotFound, quote
 from gateway.metrics import ROUTING_RELOADS
 from gateway.models import ModelSpec, load_model_spec
@@ -75,6 +80,7 @@ class RouteTable:
     specs: Mapping[tuple[str, str], ModelSpec]
     routes: Mapping[str, Route]
     aliases: Mapping[str, tuple[AliasTarget, ...]]
+    clients: Mapping[str, ClientPolicy] = field(default_factory=dict)
 
     def resolve(self, name: str, version: str = "", rng: random.Random | None = None) -> Resolved:
         """Route a model name or alias (empty: ``default``) and an optional pinned version."""
@@ -120,7 +126,7 @@ def build_table(settings: Settings, config: Mapping | None) -> RouteTable:
         models = {name: {} for name in names}
         aliases_raw: Mapping = {"default": settings.default_model, "stable": settings.default_model}
     else:
-        unknown_sections = set(config) - {"models", "aliases"}
+        unknown_sections = set(config) - {"models", "aliases", "clients"}
         if unknown_sections:
             raise ValueError(f"unknown sections {sorted(unknown_sections)}")
         models, aliases_raw = config.get("models", {}), config.get("aliases", {})
@@ -173,7 +179,8 @@ def build_table(settings: Settings, config: Mapping | None) -> RouteTable:
         aliases[alias] = targets
     if "default" not in aliases:
         raise ValueError("aliases.default is required")
-    return RouteTable(specs, routes, aliases)
+    clients = parse_policies((config or {}).get("clients", {}), set(routes))
+    return RouteTable(specs, routes, aliases, clients)
 
 
 class Router:

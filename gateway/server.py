@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -18,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from emotionaware.v1 import emotion_pb2
+from gateway.auth import CallerInterceptor, CertificateReloader
 from gateway.backend import Backend, TritonBackend
 from gateway.decoding import add_service
 from gateway.routing import Router
@@ -27,6 +27,7 @@ from gateway.settings import Settings, load_settings
 
 log = logging.getLogger("gateway")
 SERVICE_NAME = emotion_pb2.DESCRIPTOR.services_by_name["EmotionService"].full_name
+HEALTH_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
 class GatewayServer:
@@ -38,11 +39,13 @@ class GatewayServer:
         backend: Backend | None = None,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
-        """``interceptors`` run around every call of the public port (authentication, rate limits)."""
+        """``interceptors`` run around every call of the public port, after authentication."""
         self.settings = settings
-        self.interceptors = tuple(interceptors)
         self.backend = backend or make_backend(settings)
         self.router = Router(settings)
+        self.callers = CallerInterceptor(settings, lambda: self.router.table.clients)
+        self.interceptors = (self.callers, *interceptors)
+        self.certificates = CertificateReloader(settings) if settings.tls_cert_file else None
         self.service = EmotionService(settings, self.router, self.backend)
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
@@ -68,14 +71,7 @@ class GatewayServer:
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (
-                SERVICE_NAME,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            server,
-        )
+        _enable_reflection(server, (SERVICE_NAME, HEALTH_NAME))
         port = self._bind(server, self.settings.listen, tls=bool(self.settings.tls_cert_file))
         await self._set_serving(False)
         await server.start()
@@ -83,6 +79,8 @@ class GatewayServer:
         if self.settings.health_listen:
             self._health_server = grpc.aio.server()
             health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
+            # Reflection too: it describes the API, serves no data, and lets grpcurl find health.
+            _enable_reflection(self._health_server, (HEALTH_NAME,))
             self.health_port = self._bind(self._health_server, self.settings.health_listen, tls=False)
             await self._health_server.start()
         self._tasks = [asyncio.create_task(self._watch_readiness()), asyncio.create_task(self.router.watch())]
@@ -96,9 +94,8 @@ class GatewayServer:
 
     def _bind(self, server: grpc.aio.Server, address: str, tls: bool) -> int:
         if tls:
-            key = Path(self.settings.tls_key_file).read_bytes()
-            chain = Path(self.settings.tls_cert_file).read_bytes()
-            port = server.add_secure_port(address, grpc.ssl_server_credentials([(key, chain)]))
+            assert self.certificates is not None
+            port = server.add_secure_port(address, self.certificates.credentials())
         else:
             port = server.add_insecure_port(address)
         if port == 0:
@@ -139,6 +136,10 @@ class GatewayServer:
             await self._health_server.stop(0)
         await self.service.close()
         await self.backend.close()
+
+
+def _enable_reflection(server: grpc.aio.Server, services: tuple[str, ...]) -> None:
+    reflection.enable_server_reflection((*services, reflection.SERVICE_NAME), server)
 
 
 def make_backend(settings: Settings) -> Backend:

@@ -16,6 +16,7 @@ from emotionaware.context import format_context
 from emotionaware.text import has_visible_character
 from gateway.backend import Backend
 from gateway.batching import BatcherPool, SequenceOutput
+from gateway.callers import current_call
 from gateway.errors import GatewayError, InternalError, InvalidArgument
 from gateway.metrics import STAGE_LATENCY, TOKENS, TRUNCATED
 from gateway.models import ModelSpec
@@ -95,9 +96,17 @@ class EmotionService:
                 raise InvalidArgument("options.threshold", f"must be in [0, 1]; got {options.threshold}")
 
     def resolve(self, model: str, options: ClassifyOptions) -> Resolved:
+        """Route a model name or alias, check the caller's grant for it and the options."""
         resolved = self.router.resolve(model, options.model_version)
+        if (call := current_call()) is not None:
+            call.check_model(resolved.spec.name)
         self.check_options(resolved.spec, options)
         return resolved
+
+    def charge(self, texts: int) -> None:
+        """Take ``texts`` from the calling client's rate quota (RESOURCE_EXHAUSTED beyond)."""
+        if (call := current_call()) is not None:
+            call.charge(texts, self.settings.retry_after_ms)
 
     def check_request(self, request: ClassifyInput, resolved: Resolved) -> None:
         spec, route = resolved.spec, resolved.route
@@ -205,6 +214,7 @@ class EmotionService:
     ) -> ClassifyResult:
         """Classify one text before ``deadline`` (monotonic seconds)."""
         resolved = resolved or self.resolve(request.model, request.options)
+        self.charge(1)
         batcher = self.batchers.get(resolved.spec)
         admitted = time.monotonic()
         # Refuse before tokenizing, counting a typical text: refusals stay cheap exactly when
@@ -236,6 +246,7 @@ class EmotionService:
             raise InvalidArgument("texts", "must hold at least one text")
         if len(texts) > limit:
             raise InvalidArgument("texts", f"holds {len(texts)} texts; the limit is {limit}")
+        self.charge(len(texts))
         batcher = self.batchers.get(resolved.spec)
         # All or nothing: a batch that cannot be queued whole is refused rather than half-served.
         batcher.admit(len(texts), None, deadline)

@@ -22,6 +22,7 @@ from emotionaware.artifact import ProblemType
 from emotionaware.context import Turn
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1 import emotion_pb2_grpc
+from gateway.callers import current_call
 from gateway.conversations import ConversationStore
 from gateway.decoding import Undecodable
 from gateway.errors import DeadlineExceeded, GatewayError, InternalError, InvalidArgument, to_status, trailers
@@ -264,8 +265,10 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
         started: float,
     ) -> pb.ListModelsResponse:
         table = self.service.router.table
+        call = current_call()
+        granted = {name for name in table.routes if call is None or call.may_use(name)}
         return pb.ListModelsResponse(
-            models=[model_info(table, name, self.service.settings) for name in sorted(table.routes)],
+            models=[model_info(table, name, self.service.settings) for name in sorted(granted)],
             aliases=[
                 pb.Alias(
                     name=name,
@@ -275,6 +278,7 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
                     ],
                 )
                 for name, targets in sorted(table.aliases.items())
+                if all(t.model in granted for t in targets)  # only aliases the caller can use
             ],
         )
 
@@ -284,6 +288,8 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
     ) -> pb.GetModelResponse:
         table = self.service.router.table
         resolved = table.resolve(request.model)
+        if (call := current_call()) is not None:
+            call.check_model(resolved.spec.name)
         return pb.GetModelResponse(model=model_info(table, resolved.spec.name, self.service.settings))
 
     async def ClassifyStream(

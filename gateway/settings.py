@@ -8,6 +8,7 @@ Nothing reads the environment at import time: :func:`load_settings` takes it as 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -24,6 +25,14 @@ class Settings:
     # TLS for the public port: PEM files (both or neither); empty serves plaintext.
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    # mTLS: PEM CA bundle; when set, the TLS handshake requires a client certificate it signed.
+    tls_client_ca_file: str = ""
+    # Bearer tokens: TOML file of SHA-256 hashes naming clients (gateway/auth.py), hot-reloaded.
+    auth_tokens_file: str = ""
+    # Without tokens or mTLS every caller is "anonymous": allowed on loopback only unless this is set.
+    allow_unauthenticated: bool = False
+    credentials_poll_s: float = 2.0  # how often the tokens file and TLS files are checked for changes
+    audit_log: bool = True  # one line per call on the emotionaware.audit logger (never text)
     # Extra plaintext port serving only grpc.health.v1 (for kubelet probes, which cannot speak
     # TLS); empty: none.
     health_listen: str = ""
@@ -75,6 +84,17 @@ class Settings:
     def __post_init__(self) -> None:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ValueError("tls_cert_file and tls_key_file must be given together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file (mTLS) needs TLS: give tls_cert_file and tls_key_file too")
+        if not (self.auth_tokens_file or self.tls_client_ca_file or self.allow_unauthenticated) and not (
+            is_local_address(self.listen)
+        ):
+            raise ValueError(
+                f"refusing to serve {self.listen} without authentication: set auth_tokens_file "
+                "(bearer tokens) or tls_client_ca_file (mTLS), or allow_unauthenticated=true"
+            )
+        if self.credentials_poll_s <= 0:
+            raise ValueError(f"credentials_poll_s must be positive, got {self.credentials_poll_s}")
         if self.models and self.default_model not in self.models:
             raise ValueError(f"default model {self.default_model!r} is not among served models {self.models}")
         if self.max_text_chars < 1 or self.default_timeout_s <= 0 or self.max_message_bytes < 1024:
@@ -100,10 +120,28 @@ class Settings:
             raise ValueError("batch_wait_ms, chunk_overlap_tokens and backend_retries must not be negative")
 
 
+def is_local_address(address: str) -> bool:
+    """A loopback host:port (or a Unix socket): reachable from this host only."""
+    if address.startswith("unix:"):
+        return True
+    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 _HELP = {
     "listen": "host:port the gRPC server binds (0.0.0.0:50051 in containers)",
     "tls_cert_file": "PEM certificate chain for TLS on the listen port (with --tls-key-file)",
     "tls_key_file": "PEM private key for TLS on the listen port",
+    "tls_client_ca_file": "PEM CA bundle: require client certificates it signed (mTLS; needs TLS)",
+    "auth_tokens_file": "TOML file of hashed bearer tokens naming clients (hot-reloaded); see gateway/auth.py",
+    "allow_unauthenticated": "serve a non-loopback address without tokens or mTLS (every caller is 'anonymous')",
+    "credentials_poll_s": "seconds between checks of the tokens file and TLS files for changes",
+    "audit_log": "write one audit line per call (client, rpc, models, status, latency, sizes; never text)",
     "health_listen": "host:port of an extra plaintext port with only grpc.health.v1 (for probes)",
     "triton_url": "Triton gRPC endpoint host:port",
     "backend": "inference backend: triton (gRPC to --triton-url) or embedded (ONNX Runtime in process)",
