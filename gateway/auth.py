@@ -81,13 +81,17 @@ def parse_tokens(raw: Mapping) -> dict[str, TokenEntry]:
             raise ValueError(f"{where}: unknown keys {sorted(set(entry) - _TOKEN_KEYS)}")
         client, digest = str(entry.get("client", "")), str(entry.get("sha256", "")).lower()
         if not client or len(client) > _MAX_CLIENT_CHARS or not client.isprintable():
-            raise ValueError(f"{where}.client: a printable name of 1 to {_MAX_CLIENT_CHARS} characters is required")
+            raise ValueError(
+                f"{where}.client: a printable name of 1 to {_MAX_CLIENT_CHARS} characters is required"
+            )
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ValueError(f"{where}.sha256: expected 64 hex digits")
         expires = entry.get("expires")
         if expires is not None:
             if not isinstance(expires, dt.datetime) or expires.tzinfo is None:
-                raise ValueError(f"{where}.expires: expected a TOML date-time with an offset (2027-01-31T00:00:00Z)")
+                raise ValueError(
+                    f"{where}.expires: expected a TOML date-time with an offset (2027-01-31T00:00:00Z)"
+                )
             expires = expires.astimezone(dt.UTC)
         if digest in entries:
             raise ValueError(f"{where}: the same token is listed twice")
@@ -194,7 +198,9 @@ class Authenticator:
                 self.tokens.reload_if_changed()
             token = _bearer(context.invocation_metadata())
             if token is None:
-                raise Unauthenticated("credentials required: send the metadata 'authorization: Bearer <token>'")
+                raise Unauthenticated(
+                    "credentials required: send the metadata 'authorization: Bearer <token>'"
+                )
             return self.tokens.client_of(token)
         if self.mtls:
             identity = certificate_identity(context.auth_context())
@@ -242,7 +248,9 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):
         call.state.open_calls += 1
         call.holds_slot = True
 
-    def _begin(self, method: str, context: grpc.aio.ServicerContext) -> tuple[Call | None, GatewayError | None]:
+    def _begin(
+        self, method: str, context: grpc.aio.ServicerContext
+    ) -> tuple[Call | None, GatewayError | None]:
         """The admitted call, or the refusal (with the call when the client is known)."""
         call = None
         try:
@@ -441,7 +449,9 @@ def new_token_main(argv: Sequence[str] | None = None) -> int:
     new.add_argument("--expires", help="expiry as an ISO date-time with offset, e.g. 2027-01-31T00:00:00Z")
     args = parser.parse_args(argv)
     token = secrets.token_urlsafe(32)
-    print(f"token for {args.client} (shown once; give it to the client, keep it out of files):", file=sys.stderr)
+    print(
+        f"token for {args.client} (shown once; give it to the client, keep it out of files):", file=sys.stderr
+    )
     print(token, file=sys.stderr)
     expires = f"\nexpires = {args.expires}" if args.expires else ""
     print(f'[[tokens]]\nclient = "{args.client}"\nsha256 = "{token_hash(token)}"{expires}')

@@ -71,12 +71,16 @@ def parse_policies(raw: Mapping, served_models: set[str]) -> dict[str, ClientPol
         if rpcs is not None:
             rpcs = frozenset(str(r) for r in rpcs)
             if unknown_rpcs := rpcs - set(RPCS):
-                raise ValueError(f"{where}.rpcs: unknown {sorted(unknown_rpcs)}; methods are {', '.join(RPCS)}")
+                raise ValueError(
+                    f"{where}.rpcs: unknown {sorted(unknown_rpcs)}; methods are {', '.join(RPCS)}"
+                )
         rate = float(entry.get("texts_per_s", 0))
         burst = int(entry.get("burst_texts", math.ceil(rate)))
         concurrent = int(entry.get("max_concurrent_calls", 0))
         if rate < 0 or burst < 0 or concurrent < 0:
-            raise ValueError(f"{where}: texts_per_s, burst_texts and max_concurrent_calls must not be negative")
+            raise ValueError(
+                f"{where}: texts_per_s, burst_texts and max_concurrent_calls must not be negative"
+            )
         if rate > 0 and burst < 1:
             raise ValueError(f"{where}.burst_texts: must be at least 1 with a rate limit")
         policies[str(client)] = ClientPolicy(models, rpcs, rate, burst, concurrent)
@@ -129,7 +133,9 @@ class Quotas:
         with self._lock:
             state = self._states.get(client)
             if state is None or state.policy != policy:
-                bucket = TokenBucket(policy.texts_per_s, policy.burst_texts) if policy.texts_per_s > 0 else None
+                bucket = (
+                    TokenBucket(policy.texts_per_s, policy.burst_texts) if policy.texts_per_s > 0 else None
+                )
                 # A changed policy starts a full bucket but keeps the calls already open.
                 state = ClientState(policy, bucket, state.open_calls if state else 0)
                 self._states[client] = state

@@ -9,12 +9,17 @@ emotionaware-client stream < conversation.jsonl                # {"conversation_
 emotionaware-client models
 emotionaware-client model conversation
 emotionaware-client health
+
+Credentials: ``--token-file`` (or the EMOTIONAWARE_TOKEN environment variable) sends a bearer
+token; ``--cert-file``/``--key-file`` present a client certificate (mTLS, with ``--ca-file``).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,6 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1 import emotion_pb2_grpc
+from gateway.settings import is_local_address
 
 VIEWS = {"native": pb.VIEW_UNSPECIFIED, "goemotions": pb.VIEW_GOEMOTIONS, "ekman": pb.VIEW_EKMAN,
          "sentiment": pb.VIEW_SENTIMENT}  # fmt: skip
@@ -97,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--tls", action="store_true", help="use TLS (the system's CA certificates)")
     parser.add_argument("--ca-file", type=Path, help="use TLS, trusting this PEM CA certificate")
+    parser.add_argument("--cert-file", type=Path, help="mTLS: PEM client certificate chain (with --key-file)")
+    parser.add_argument("--key-file", type=Path, help="mTLS: PEM private key of --cert-file")
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        help="send the bearer token in this file (default: the EMOTIONAWARE_TOKEN environment variable)",
+    )
     parser.add_argument(
         "--max-message-bytes", type=int, default=64 << 20, help="largest message sent or received"
     )
@@ -137,6 +150,88 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("name", nargs="?", default="")
     sub.add_parser("health", help="print the gateway's gRPC health status")
     return parser
+
+
+class _Bearer(grpc.AuthMetadataPlugin):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, context, callback) -> None:
+        callback((("authorization", f"Bearer {self.token}"),), None)
+
+
+class _CallDetails(
+    collections.namedtuple("_CallDetails", "method timeout metadata credentials wait_for_ready compression"),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class _MetadataInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    def __init__(self, token: str) -> None:
+        self.metadata = (("authorization", f"Bearer {token}"),)
+
+    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        metadata = tuple(details.metadata or ()) + self.metadata
+        return _CallDetails(details.method, details.timeout, metadata, details.credentials,
+                            details.wait_for_ready, details.compression)  # fmt: skip
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+
+class _CallDetails(
+    collections.namedtuple("_CallDetails", "method timeout metadata credentials wait_for_ready compression"),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class _MetadataInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    def __init__(self, token: str) -> None:
+        self.metadata = (("authorization", f"Bearer {token}"),)
+
+    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        metadata = tuple(details.metadata or ()) + self.metadata
+        return _CallDetails(details.method, details.timeout, metadata, details.credentials,
+                            details.wait_for_ready, details.compression)  # fmt: skip
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+
+def open_channel(args: argparse.Namespace, environ) -> grpc.Channel:
+    """A channel with the TLS, client certificate and bearer token the arguments ask for."""
+    limits = [("grpc.max_send_message_length", args.max_message_bytes),
+              ("grpc.max_receive_message_length", args.max_message_bytes)]  # fmt: skip
+    token = args.token_file.read_text().strip() if args.token_file else environ.get("EMOTIONAWARE_TOKEN", "")
+    if bool(args.cert_file) != bool(args.key_file):
+        raise SystemExit("error: --cert-file and --key-file go together")
+    if not (args.tls or args.ca_file or args.cert_file):
+        channel = grpc.insecure_channel(args.target, options=limits)
+        if token:
+            # gRPC sends call credentials over TLS only; plaintext (loopback, a mesh sidecar's
+            # mTLS) carries the token as ordinary metadata.
+            if not is_local_address(args.target):
+                print("warning: sending a bearer token without TLS", file=sys.stderr)
+            channel = grpc.intercept_channel(channel, _MetadataInterceptor(token))
+        return channel
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=args.ca_file.read_bytes() if args.ca_file else None,
+        private_key=args.key_file.read_bytes() if args.key_file else None,
+        certificate_chain=args.cert_file.read_bytes() if args.cert_file else None,
+    )
+    if token:
+        credentials = grpc.composite_channel_credentials(
+            credentials, grpc.metadata_call_credentials(_Bearer(token))
+        )
+    return grpc.secure_channel(args.target, credentials, options=limits)
 
 
 def run(args: argparse.Namespace, channel: grpc.Channel) -> int:
@@ -191,15 +286,7 @@ def run(args: argparse.Namespace, channel: grpc.Channel) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    limits = [("grpc.max_send_message_length", args.max_message_bytes),
-              ("grpc.max_receive_message_length", args.max_message_bytes)]  # fmt: skip
-    if args.tls or args.ca_file:
-        roots = args.ca_file.read_bytes() if args.ca_file else None
-        credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-        channel = grpc.secure_channel(args.target, credentials, options=limits)
-    else:
-        channel = grpc.insecure_channel(args.target, options=limits)
-    with channel:
+    with open_channel(args, os.environ) as channel:
         try:
             return run(args, channel)
         except grpc.RpcError as err:

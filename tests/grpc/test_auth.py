@@ -7,6 +7,7 @@ openssl for this module, real gRPC calls for every RPC.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import shutil
@@ -25,6 +26,7 @@ from emotionaware.v1 import emotion_pb2_grpc
 from gateway.auth import token_hash
 from gateway.embedded import EmbeddedBackend
 from gateway.server import GatewayServer
+from tests.grpc.test_cli import cli
 
 TOKENS = {
     "billing-bot": "tok-billing-0123456789",
@@ -114,7 +116,9 @@ def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
 
 def make_cert(folder: Path, name: str, cn: str, san: str, ca: tuple[Path, Path]) -> tuple[Path, Path]:
     cert, key, csr, ext = (folder / f"{name}.{s}" for s in ("crt", "key", "csr", "ext"))
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", str(key), "-out", str(csr))
+    _openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", str(key), "-out", str(csr)
+    )
     ext.write_text(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n")
     _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-CAcreateserial",
              "-days", "1", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
@@ -167,9 +171,13 @@ async def token_gateway(grpc_settings, exported_repo, auth_files):
 
 
 async def wait_serving(target: str, credentials=None) -> None:
-    channel = grpc.aio.secure_channel(target, credentials) if credentials else grpc.aio.insecure_channel(target)
+    channel = (
+        grpc.aio.secure_channel(target, credentials) if credentials else grpc.aio.insecure_channel(target)
+    )
     async with channel:
-        async for health in health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=60):
+        async for health in health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(), timeout=60
+        ):
             if health.status == health_pb2.HealthCheckResponse.SERVING:
                 return
 
@@ -189,7 +197,10 @@ async def test_every_rpc_needs_a_valid_token(token_stub, rpc):
     assert await status_of(token_stub, rpc) == grpc.StatusCode.UNAUTHENTICATED
     assert await status_of(token_stub, rpc, bearer("not-a-token")) == grpc.StatusCode.UNAUTHENTICATED
     assert await status_of(token_stub, rpc, bearer(EXPIRED)) == grpc.StatusCode.UNAUTHENTICATED
-    assert await status_of(token_stub, rpc, (("authorization", "Basic dXNlcg=="),)) == grpc.StatusCode.UNAUTHENTICATED
+    assert (
+        await status_of(token_stub, rpc, (("authorization", "Basic dXNlcg=="),))
+        == grpc.StatusCode.UNAUTHENTICATED
+    )
     assert await status_of(token_stub, rpc, bearer(TOKENS["billing-bot"])) == grpc.StatusCode.OK
 
 
@@ -216,7 +227,10 @@ async def test_grants_give_permission_denied_outside_them(token_stub, rpc):
         assert reply.error.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
         assert "may not use model conversation" in reply.error.message
     elif rpc != "ListModels":
-        assert await status_of(token_stub, rpc, billing, model="conversation") == grpc.StatusCode.PERMISSION_DENIED
+        assert (
+            await status_of(token_stub, rpc, billing, model="conversation")
+            == grpc.StatusCode.PERMISSION_DENIED
+        )
         # An alias resolving to a model outside the grant is refused the same way.
         assert await status_of(token_stub, rpc, billing, model="canary") in (
             grpc.StatusCode.PERMISSION_DENIED,
@@ -262,7 +276,9 @@ async def test_health_and_reflection_need_no_credentials_on_the_health_port(toke
         names = {s.name for s in replies[0].list_services_response.service}
         assert "grpc.health.v1.Health" in names
         with pytest.raises(grpc.aio.AioRpcError) as err:  # the API itself does not live there
-            await call(emotion_pb2_grpc.EmotionServiceStub(channel), "Classify", bearer(TOKENS["billing-bot"]))
+            await call(
+                emotion_pb2_grpc.EmotionServiceStub(channel), "Classify", bearer(TOKENS["billing-bot"])
+            )
         assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
@@ -346,7 +362,10 @@ def client_count(client: str, method: str, code: str) -> float:
 
 
 async def test_metrics_count_calls_by_configured_client(token_stub):
-    before = client_count("billing-bot", "GetModel", "OK"), client_count("unauthenticated", "GetModel", "UNAUTHENTICATED")
+    before = (
+        client_count("billing-bot", "GetModel", "OK"),
+        client_count("unauthenticated", "GetModel", "UNAUTHENTICATED"),
+    )
     await call(token_stub, "GetModel", bearer(TOKENS["billing-bot"]))
     await status_of(token_stub, "GetModel")
     assert client_count("billing-bot", "GetModel", "OK") == before[0] + 1
@@ -380,23 +399,34 @@ async def test_a_marker_in_every_field_never_reaches_logs_audit_or_metrics(token
             token_stub.Classify(pb.ClassifyRequest(text=marker, model=marker), metadata=good, timeout=10),
             token_stub.Classify(pb.ClassifyRequest(text=marker, options=options), metadata=good, timeout=10),
             token_stub.Classify(
-                pb.ClassifyRequest(text=marker, model="conversation", speaker=marker,
-                                   context=[pb.Turn(speaker=marker, text=marker)]), metadata=good, timeout=10),  # fmt: skip
-            token_stub.ClassifyBatch(pb.ClassifyBatchRequest(texts=[marker, marker * 300]), metadata=good, timeout=10),
+                pb.ClassifyRequest(
+                    text=marker,
+                    model="conversation",
+                    speaker=marker,
+                    context=[pb.Turn(speaker=marker, text=marker)],
+                ),
+                metadata=good,
+                timeout=10,
+            ),
+            token_stub.ClassifyBatch(
+                pb.ClassifyBatchRequest(texts=[marker, marker * 300]), metadata=good, timeout=10
+            ),
             token_stub.GetModel(pb.GetModelRequest(model=marker), metadata=good, timeout=10),
             token_stub.Classify(pb.ClassifyRequest(text=marker), metadata=bearer(marker), timeout=10),
-            token_stub.Classify(pb.ClassifyRequest(text=marker), metadata=(("authorization", marker),), timeout=10),
+            token_stub.Classify(
+                pb.ClassifyRequest(text=marker), metadata=(("authorization", marker),), timeout=10
+            ),
         ]
         for request in requests:
-            try:
+            with contextlib.suppress(grpc.aio.AioRpcError):
                 await request
-            except grpc.aio.AioRpcError:
-                pass
         stream_messages = [
             pb.ClassifyStreamRequest(conversation_id=marker, message_id=marker, speaker=marker, text=marker),
             pb.ClassifyStreamRequest(conversation_id=marker, text=marker, model=marker),
         ]
-        replies = [r async for r in token_stub.ClassifyStream(iter(stream_messages), metadata=good, timeout=10)]
+        replies = [
+            r async for r in token_stub.ClassifyStream(iter(stream_messages), metadata=good, timeout=10)
+        ]
         assert len(replies) == 2
     audit = [r for r in caplog.records if r.name == "emotionaware.audit"]
     assert len(audit) >= 10
@@ -470,11 +500,17 @@ async def test_a_new_client_ca_applies_to_new_connections_without_restart(mtls_g
         await asyncio.sleep(0.3)
         for _ in range(20):
             async with grpc.aio.secure_channel(target, client_credentials(pki, "other-client")) as channel:
-                if await status_of(emotion_pb2_grpc.EmotionServiceStub(channel), "ListModels") == grpc.StatusCode.OK:
+                if (
+                    await status_of(emotion_pb2_grpc.EmotionServiceStub(channel), "ListModels")
+                    == grpc.StatusCode.OK
+                ):
                     break
             await asyncio.sleep(0.1)
         async with grpc.aio.secure_channel(target, client_credentials(pki, "other-client")) as channel:
-            assert await status_of(emotion_pb2_grpc.EmotionServiceStub(channel), "ListModels") == grpc.StatusCode.OK
+            assert (
+                await status_of(emotion_pb2_grpc.EmotionServiceStub(channel), "ListModels")
+                == grpc.StatusCode.OK
+            )
         async with grpc.aio.secure_channel(target, client_credentials(pki, "billing-bot")) as channel:
             assert (
                 await status_of(emotion_pb2_grpc.EmotionServiceStub(channel), "ListModels")
@@ -496,3 +532,29 @@ def test_a_non_loopback_address_needs_authentication_or_an_explicit_opt_out(grpc
     replace(grpc_settings, listen="[::1]:50051")
     with pytest.raises(ValueError, match="needs TLS"):
         replace(grpc_settings, tls_client_ca_file="/run/ca.crt")
+
+
+# -- the client CLI -------------------------------------------------------------------------------
+
+
+async def test_the_cli_sends_a_token_and_presents_a_client_certificate(
+    token_gateway, mtls_gateway, pki, tmp_path
+):
+    target, _ = token_gateway
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKENS["billing-bot"] + "\n")
+    code, out, err = await cli(target, "--token-file", str(token_file), "classify", "thank you so much")
+    assert code == 0, err
+    assert out.splitlines()[1].startswith("predicted: gratitude")
+    code, out, err = await cli(
+        target, "--token-file", str(token_file), "stream", stdin='{"conversation_id": "c", "text": "hi"}\n'
+    )
+    assert code == 0 and "[0] c:" in out, err
+    code, _, err = await cli(target, "classify", "thank you")
+    assert code == 2 and "UNAUTHENTICATED" in err
+
+    mtls_target, _, _ = mtls_gateway
+    cert, key = pki["billing-bot"]
+    code, out, err = await cli(mtls_target, "--ca-file", str(pki["ca"][0]), "--cert-file", str(cert),
+                               "--key-file", str(key), "models")  # fmt: skip
+    assert code == 0 and '"name": "goemotions"' in out, err

@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from emotionaware.tritonserver import TritonPorts, TritonServer, server_environment
 
 
@@ -57,3 +59,22 @@ def test_regions_of_launchers_that_are_gone_are_removed_and_live_ones_kept(tmp_p
     (tmp_path / "other_region").write_bytes(b"x")
     assert remove_orphaned_shared_memory(tmp_path) == [f"emotionaware_{gone.pid}_0_a"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"emotionaware_{os.getpid()}_0_b", "other_region"]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.2", "gateway.internal"])
+def test_serve_moves_only_the_gateway_whatever_the_host(host, monkeypatch, tmp_path):
+    """Every address ``emotionaware-serve --host`` accepts leaves Triton on 127.0.0.1."""
+    from gateway import serve
+
+    args = serve.build_parser().parse_args([f"--host={host}", f"--log-dir={tmp_path}"])
+    monkeypatch.setattr(serve.TritonServer, "start", lambda self: self)
+    launched = []
+    monkeypatch.setattr(serve.subprocess, "Popen", lambda cmd, **kw: launched.append(cmd))
+    supervisor = serve.Supervisor(args, serve.Stopping())
+    triton = supervisor.start_triton()
+    addresses = [a.split("=", 1)[1] for a in triton.command() if a.split("=")[0].endswith("-address")]
+    assert addresses == ["127.0.0.1"] * 3
+    supervisor.start_gateway()
+    (gateway,) = launched
+    assert f"--listen={host}:{args.grpc_port}" in gateway
+    assert f"--triton-url=127.0.0.1:{args.triton_grpc_port}" in gateway
