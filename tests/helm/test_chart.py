@@ -203,8 +203,16 @@ def test_autoscaling_tls_and_network_policy():
 
     config = find(objects, "ConfigMap", "rel-emotionaware-gateway")["data"]
     assert config["EMOTIONAWARE_TLS_CERT_FILE"] == "/var/run/tls/tls.crt"
+    assert config["EMOTIONAWARE_TLS_CLIENT_CA_FILE"] == "/var/run/client-ca/ca.crt"
+    assert config["EMOTIONAWARE_AUTH_TOKENS_FILE"] == "/var/run/auth/tokens.toml"
+    assert (config["EMOTIONAWARE_ALLOW_UNAUTHENTICATED"], config["EMOTIONAWARE_AUDIT_LOG"]) == ("false", "true")
     pod = find(objects, "Deployment", "rel-emotionaware-gateway")["spec"]["template"]["spec"]
     assert {"name": "tls", "secret": {"secretName": "emotionaware-gateway-tls"}} in pod["volumes"]
+    assert {"name": "client-ca", "secret": {"secretName": "emotionaware-client-ca"}} in pod["volumes"]
+    assert {"name": "auth-tokens", "secret": {"secretName": "emotionaware-gateway-tokens"}} in pod["volumes"]
+    mounts = container(find(objects, "Deployment", "rel-emotionaware-gateway"), "gateway")["volumeMounts"]
+    # Directory mounts, never subPath: a rotated Secret must reach the running pod.
+    assert all("subPath" not in m for m in mounts if m["name"] in {"tls", "client-ca", "auth-tokens"})
     headless = find(objects, "Service", "rel-emotionaware-gateway-headless")
     assert headless["spec"]["clusterIP"] == "None"
 
@@ -251,12 +259,18 @@ def test_schema_rejects_bad_values_with_a_clear_message(tmp_path, override, mess
         ({"triton": {"modelRepository": {"source": "pvc"}}}, "pvc.claimName is required"),
         ({"triton": {"resources": {"limits": {"nvidia.com/gpu": 2}}}}, "set triton.gpu.count instead"),
         ({"gateway": {"tls": {"enabled": True}}}, "gateway.tls.secretName is required"),
+        ({"gateway": {"tls": {"clientCASecret": "ca"}}}, "clientCASecret (mTLS) needs gateway.tls.enabled"),
+        ({"gateway": {"auth": {"allowUnauthenticated": False}}}, "the gateway needs authentication"),
     ],
 )
 def test_inconsistent_values_fail_at_render_time_with_a_clear_message(tmp_path, override, message):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(override))
-    result = helm("template", "rel", str(CHART), "-f", str(bad), check=False)
+    # The defaults plus one opt-out, so that only the override under test is wrong (a later
+    # -f wins over an earlier one; --set would win over both).
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({"gateway": {"auth": {"allowUnauthenticated": True}}}))
+    result = helm("template", "rel", str(CHART), "-f", str(base), "-f", str(bad), check=False)
     assert result.returncode != 0 and message in result.stderr
 
 
