@@ -205,7 +205,10 @@ def test_autoscaling_tls_and_network_policy():
     assert config["EMOTIONAWARE_TLS_CERT_FILE"] == "/var/run/tls/tls.crt"
     assert config["EMOTIONAWARE_TLS_CLIENT_CA_FILE"] == "/var/run/client-ca/ca.crt"
     assert config["EMOTIONAWARE_AUTH_TOKENS_FILE"] == "/var/run/auth/tokens.toml"
-    assert (config["EMOTIONAWARE_ALLOW_UNAUTHENTICATED"], config["EMOTIONAWARE_AUDIT_LOG"]) == ("false", "true")
+    assert (config["EMOTIONAWARE_ALLOW_UNAUTHENTICATED"], config["EMOTIONAWARE_AUDIT_LOG"]) == (
+        "false",
+        "true",
+    )
     pod = find(objects, "Deployment", "rel-emotionaware-gateway")["spec"]["template"]["spec"]
     assert {"name": "tls", "secret": {"secretName": "emotionaware-gateway-tls"}} in pod["volumes"]
     assert {"name": "client-ca", "secret": {"secretName": "emotionaware-client-ca"}} in pod["volumes"]
