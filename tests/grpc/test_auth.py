@@ -299,6 +299,10 @@ async def test_a_client_over_its_rate_is_refused_while_others_are_not(token_stub
     assert await status_of(token_stub, "Classify", bearer(TOKENS["billing-bot"])) == grpc.StatusCode.OK
     # ListModels costs no texts.
     assert await status_of(token_stub, "ListModels", slow) == grpc.StatusCode.OK
+    # On a stream the message over the rate gets the error in its slot; the stream stays open.
+    reply = await call(token_stub, "ClassifyStream", slow)
+    assert reply.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert "over its rate" in reply.error.message
 
 
 async def test_a_batch_larger_than_the_burst_is_refused_clearly(token_stub):
@@ -558,3 +562,16 @@ async def test_the_cli_sends_a_token_and_presents_a_client_certificate(
     code, out, err = await cli(mtls_target, "--ca-file", str(pki["ca"][0]), "--cert-file", str(cert),
                                "--key-file", str(key), "models")  # fmt: skip
     assert code == 0 and '"name": "goemotions"' in out, err
+
+
+def test_the_auth_cost_benchmark_prints_its_table(exported_repo, tmp_path, capsys):
+    """The short form of ``make auth-cost``: every setup measured, ratios against the baseline."""
+    from bench.auth import SETUPS, main
+
+    out = tmp_path / "auth-cost.md"
+    assert main(["--calls", "100", "--repository", str(exported_repo), "--out", str(out)]) == 0
+    table = out.read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "setup" not in line]
+    assert [row.split(" | ")[0].removeprefix("| ") for row in rows] == [s.name for s in SETUPS]
+    assert rows[0].split(" | ")[3] == "1.00"  # the baseline against itself
+    assert "audit lines written" in table and " 0 audit lines" not in table
