@@ -28,6 +28,7 @@ import contextvars
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -123,22 +124,35 @@ class ClientState:
 
 
 class Quotas:
-    """Per-client token buckets and open-call counts."""
+    """Per-client token buckets and open-call counts, for at most ``max_clients`` clients.
 
-    def __init__(self) -> None:
-        self._states: dict[str, ClientState] = {}
+    Certificate identities are as many as the CA signs, so the table is bounded: beyond
+    ``max_clients`` the least recently seen idle client is forgotten (its bucket starts
+    full when it comes back, which only ever favours that client).
+    """
+
+    def __init__(self, max_clients: int = 10_000) -> None:
+        self.max_clients = max_clients
+        self._states: OrderedDict[str, ClientState] = OrderedDict()
         self._lock = threading.Lock()  # the asyncio loop is one thread; this is for tests' threads
+
+    def __len__(self) -> int:
+        return len(self._states)
 
     def state(self, client: str, policy: ClientPolicy) -> ClientState:
         with self._lock:
             state = self._states.get(client)
             if state is None or state.policy != policy:
-                bucket = (
-                    TokenBucket(policy.texts_per_s, policy.burst_texts) if policy.texts_per_s > 0 else None
-                )
+                rate, burst = policy.texts_per_s, policy.burst_texts
+                bucket = TokenBucket(rate, burst) if rate > 0 else None
                 # A changed policy starts a full bucket but keeps the calls already open.
                 state = ClientState(policy, bucket, state.open_calls if state else 0)
                 self._states[client] = state
+            self._states.move_to_end(client)
+            if len(self._states) > self.max_clients:
+                idle = next((c for c, s in self._states.items() if s.open_calls == 0 and c != client), None)
+                if idle is not None:
+                    del self._states[idle]
             return state
 
 

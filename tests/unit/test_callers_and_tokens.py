@@ -103,3 +103,13 @@ def test_certificate_identity_prefers_spiffe_then_common_name_then_san():
     assert certificate_identity({"x509_common_name": [b"a"], "x509_subject_alternative_name": [b"b"]}) == "a"
     assert certificate_identity({"x509_subject_alternative_name": [b"b", b"c"]}) == "b"
     assert certificate_identity({"transport_security_type": [b"ssl"]}) is None
+
+
+def test_the_quota_table_is_bounded_and_forgets_idle_clients_first():
+    quotas = Quotas(max_clients=3)
+    busy = quotas.state("busy", ClientPolicy(max_concurrent_calls=1))
+    busy.open_calls = 1
+    for i in range(10):
+        quotas.state(f"cert-{i}", ClientPolicy())
+    assert len(quotas) == 3
+    assert quotas.state("busy", ClientPolicy(max_concurrent_calls=1)) is busy  # never dropped while open
