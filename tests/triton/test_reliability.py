@@ -256,7 +256,10 @@ def test_every_answer_belongs_to_its_request(serve):
 def test_overload_is_refused_fast_and_recovers_at_once(serve):
     result = reliability.overload(serve, seconds=8, factor=4.0)
     print("\n".join(result.lines(500)))
-    assert set(result.codes) <= {"OK", "RESOURCE_EXHAUSTED"}, result.codes
+    # What the gateway answered, and what the client saw: on a saturated host gRPC's core drops
+    # some calls before any handler and the client sees CANCELLED (OverloadResult.never_handled).
+    assert result.codes_ok(), (result.codes, result.answered)
+    assert result.answered["OK"] == result.codes["OK"]
     assert result.refused and result.accepted
     assert result.rss_max < result.rss_start + 300  # memory bounded under 4x the capacity
     # Near the budget, not growing with the queue (the calls' 5 s deadlines). The 60 s form
