@@ -87,9 +87,10 @@ test: lint $(HELM) ## the whole suite: unit, in-process gRPC, real Triton, Helm 
 test-fast: $(STAMP_DEV) proto ## unit and in-process gRPC tiers only
 	$(PY) -m pytest -m "unit or grpc"
 
-lint: $(STAMP_DEV) proto $(BUF) ## ruff lint and format check, buf lint of the public API
+lint: $(STAMP_DEV) proto $(BUF) ## ruff lint and format check, architecture contracts (import-linter), buf lint of the public API
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 	cd proto && ../$(BUF) lint
 
 format: $(STAMP_DEV) ## apply ruff fixes and formatting

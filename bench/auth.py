@@ -28,7 +28,7 @@ from bench.run import machine
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1 import emotion_pb2_grpc
 from gateway.auth import token_hash
-from gateway.embedded import EmbeddedBackend
+from gateway.backends.onnxruntime import EmbeddedBackend
 from gateway.server import GatewayServer
 from gateway.settings import DEFAULT_MODEL_REPOSITORY, Settings
 

@@ -59,8 +59,8 @@ def ort_ceiling(
 ) -> Baseline:
     import onnxruntime as ort
 
-    from gateway.embedded import served_graph
-    from gateway.models import load_model_spec
+    from gateway.backends.onnxruntime import served_graph
+    from gateway.specs import load_model_spec
 
     spec = load_model_spec(repository, model)
     graph = repository / model / spec.version / served_graph(repository / model)

@@ -210,11 +210,11 @@ def quantize_int8_static(
 
 
 def measure_model(name: str, data_dir: Path, threads: int, log) -> list[Row]:
+    from emotionaware.tokenization import TextTokenizer
     from export.cli import MODELS_DIR
     from export.onnx_export import optimize
     from export.parity import HEADLINES
     from export.source import from_artifact
-    from gateway.tokenization import TextTokenizer
     from train.metrics import tune_thresholds
 
     source = from_artifact(MODELS_DIR / name)
@@ -232,7 +232,7 @@ def measure_model(name: str, data_dir: Path, threads: int, log) -> list[Row]:
     # Calibration texts for static int8: GoEmotions training texts, or the model's dev split
     # (where every choice is made) for the models whose inputs differ from short comments.
     if name == "goemotions":
-        from train.data import load_goemotions
+        from emotionaware.datasets import load_goemotions
 
         train = [e.text for e in load_goemotions(data_dir).train]
         pool = [
@@ -296,7 +296,7 @@ def measure_model(name: str, data_dir: Path, threads: int, log) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from train.data import DEFAULT_DATA_DIR
+    from emotionaware.datasets import DEFAULT_DATA_DIR
 
     parser = argparse.ArgumentParser(prog="bench.cpu_graphs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", help="artifact name (repeatable; default goemotions)")

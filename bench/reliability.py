@@ -4,7 +4,7 @@
     python -m bench.reliability overload       # 4x measured capacity, open loop
     python -m bench.reliability correspondence # every answer checked against its own request
 
-Each starts ``gateway.serve`` (supervised Triton + gateway) on free loopback ports, prints a
+Each starts ``launcher.serve`` (supervised Triton + gateway) on free loopback ports, prints a
 Markdown table and, with ``--out``, writes it to a file. ``make chaos``, ``make overload`` and
 ``make correspondence`` run the long forms; tests/triton/test_reliability.py runs short ones
 with the same functions.
@@ -35,10 +35,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.run import machine
 from bench.soak import rss_mib
-from emotionaware.tritonserver import SHM_DIR, TritonPorts, free_port
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1 import emotion_pb2_grpc
 from gateway.settings import DEFAULT_MODEL_REPOSITORY
+from launcher.tritonserver import SHM_DIR, TritonPorts, free_port
 
 # Status codes a client may see while the service is being broken and recovers.
 FAULT_CODES = {"OK", "UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}
@@ -98,7 +98,7 @@ def _state(pid: int) -> str:
 
 
 class Serve:
-    """``python -m gateway.serve`` on free ports, as ``make serve`` runs it."""
+    """``python -m launcher.serve`` on free ports, as ``make serve`` runs it."""
 
     def __init__(self, repository: Path, log_dir: Path, extra: Sequence[str] = ()) -> None:
         self.ports = TritonPorts.pick_free()
@@ -106,7 +106,7 @@ class Serve:
         self.metrics_port = free_port()
         self.target = f"127.0.0.1:{self.grpc_port}"
         cmd = [
-            sys.executable, "-m", "gateway.serve", f"--grpc-port={self.grpc_port}",
+            sys.executable, "-m", "launcher.serve", f"--grpc-port={self.grpc_port}",
             f"--gateway-metrics-port={self.metrics_port}", f"--triton-http-port={self.ports.http}",
             f"--triton-grpc-port={self.ports.grpc}", f"--triton-metrics-port={self.ports.metrics}",
             f"--model-repository={repository}", f"--log-dir={log_dir}", "--hang-restart-s=30", *extra,

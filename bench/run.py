@@ -28,9 +28,9 @@ from pathlib import Path
 
 from bench import baselines, gateway_load
 from bench.triton_perf import OUT_DIR, run_level, write_input_data
-from emotionaware.tritonserver import TritonServer, die_with_parent, free_port
+from emotionaware.datasets import DEFAULT_DATA_DIR, load_goemotions, load_meld
 from gateway.settings import DEFAULT_MODEL_REPOSITORY
-from train.data import DEFAULT_DATA_DIR, load_goemotions, load_meld
+from launcher.tritonserver import TritonServer, die_with_parent, free_port
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -59,7 +59,7 @@ def start_gateway(triton_url: str, repository: Path, log: Path, *extra: str) -> 
            "--queue-budget-ms=0", *extra]  # fmt: skip
     # die_with_parent: an interrupted benchmark must not leave its gateway running.
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
-    from gateway.serve import wait_gateway
+    from launcher.serve import wait_gateway
 
     wait_gateway(target, proc, timeout_s=120)
     return proc, target

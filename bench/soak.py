@@ -19,9 +19,9 @@ from pathlib import Path
 
 from bench import gateway_load
 from bench.run import OUT_DIR, RESULTS_DIR, machine, start_gateway
-from emotionaware.tritonserver import TritonServer
+from emotionaware.datasets import DEFAULT_DATA_DIR, load_goemotions
 from gateway.settings import DEFAULT_MODEL_REPOSITORY, Settings
-from train.data import DEFAULT_DATA_DIR, load_goemotions
+from launcher.tritonserver import TritonServer
 
 
 def rss_mib(pid: int) -> float:

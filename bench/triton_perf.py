@@ -23,10 +23,10 @@ from pathlib import Path
 
 import tritonclient.grpc as triton_grpc
 
-from emotionaware.tritonserver import TritonServer
-from gateway.models import load_model_spec
+from emotionaware.datasets import DEFAULT_DATA_DIR, load_goemotions
 from gateway.settings import DEFAULT_MODEL_REPOSITORY
-from train.data import DEFAULT_DATA_DIR, load_goemotions
+from gateway.specs import load_model_spec
+from launcher.tritonserver import TritonServer
 
 OUT_DIR = Path("build/perf")
 

@@ -34,6 +34,9 @@ WEIGHTS = "weights.safetensors"
 THRESHOLDS = "thresholds.json"
 METRICS = "metrics.json"
 SERVING = "serving.json"
+# Re-tuned thresholds within this of the committed ones count as the same (fp32 kernels differ
+# by about 1e-6 between CPUs): evaluation keeps the committed values, export accepts the graph.
+THRESHOLD_TOLERANCE = 1e-3
 
 
 class ProblemType(StrEnum):
@@ -62,7 +65,9 @@ class ArtifactManifest:
     labels: tuple[str, ...]
     problem_type: ProblemType
     max_length: int
-    dataset: str = ""  # training dataset (train/data.py loader name); selects export's quality checks
+    dataset: str = (
+        ""  # training dataset (emotionaware/datasets.py loader name); selects export's quality checks
+    )
     pooling: str = "mean"
     dropout: float = 0.1
     # Base tensors not stored in weights.safetensors, with their sha256 over fp32 bytes,

@@ -23,16 +23,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from emotionaware.artifact import ServingRecord
+from emotionaware.paths import DEFAULT_DATA_DIR, GPU_MODEL_REPOSITORY, MODEL_REPOSITORY, MODELS_DIR
 from export.onnx_export import convert_fp16, optimize
 from export.parity import ParityResult, check_parity
 from export.source import ExportSource, artifact_digest, digest_files, from_artifact, from_hf_checkpoint
 from export.triton_repo import CpuOptions, GpuOptions, is_current, refresh_python_model, write_cpu, write_gpu
-from train.data import DEFAULT_DATA_DIR
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = PROJECT_ROOT / "models"
-DEFAULT_REPO = PROJECT_ROOT / "model_repository"
-DEFAULT_GPU_REPO = PROJECT_ROOT / "model_repository_gpu"
+DEFAULT_REPO = MODEL_REPOSITORY
+DEFAULT_GPU_REPO = GPU_MODEL_REPOSITORY
 log = logging.getLogger("export")
 DEFAULT_CPU, DEFAULT_GPU = CpuOptions(), GpuOptions()
 

@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import f1_score
 
-from emotionaware.artifact import ProblemType, ServingRecord
+from emotionaware.artifact import THRESHOLD_TOLERANCE, ProblemType, ServingRecord
 from emotionaware.context import format_context
+from emotionaware.datasets import DEFAULT_DATA_DIR, load_goemotions, load_meld, load_perc, perc_folds
 from emotionaware.scores import to_scores
+from emotionaware.tokenization import TextTokenizer
 from export.onnx_export import onnx_logits, session
 from export.source import ExportSource
-from gateway.tokenization import TextTokenizer
-from train.data import DEFAULT_DATA_DIR, load_goemotions, load_meld, load_perc, perc_folds
 from train.metrics import tune_thresholds
 from train.predict import predict_logits
 
@@ -42,10 +42,9 @@ MIN_AGREEMENT = 0.99
 # kernels sum padded positions in another order, which moves scores by about 1e-7.
 MAX_BATCH_DEVIATION = 1e-5
 # The served graph's dev headline metric may differ from the committed record by this much,
-# and re-tuned thresholds from the committed ones by THRESHOLD_TOLERANCE (fp32 kernels differ
-# by about 1e-6 between CPUs; a graph whose scores move more is not the one that was recorded).
+# and re-tuned thresholds from the committed ones by THRESHOLD_TOLERANCE (emotionaware.artifact;
+# a graph whose scores move more is not the one that was recorded).
 MAX_DEV_METRIC_DIFF = 0.003
-THRESHOLD_TOLERANCE = 1e-3
 BATCH_CHECK_TEXTS = 64
 
 

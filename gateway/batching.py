@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gateway.backend import Backend
+from gateway.backends.base import Backend
 from gateway.errors import DeadlineExceeded, GatewayError, InternalError, Overloaded
 from gateway.metrics import BATCH_TEXTS, BATCH_TOKENS, PADDING_EFFICIENCY, QUEUE_DEPTH, STAGE_LATENCY
-from gateway.models import ModelSpec
 from gateway.settings import Settings
+from gateway.specs import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,12 @@ value, and never carry request text or internal details. Anything that is not a
 
 from __future__ import annotations
 
+import logging
+import traceback
+
 import grpc
+
+log = logging.getLogger(__name__)
 
 # Longest user-supplied value quoted in an error message: enough to recognise a model name,
 # short enough that no client can make an error message (a gRPC trailer) large.
@@ -99,3 +104,9 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         if cls in STATUS_CODES:
             return STATUS_CODES[cls], exc.message  # type: ignore[attr-defined]
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+
+
+def log_unhandled(method: str, exc: BaseException) -> None:
+    """Log an unexpected exception: its type and stack, never its message (it could quote text)."""
+    stack = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("unhandled %s in %s:\n%s", type(exc).__name__, method, stack)

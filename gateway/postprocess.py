@@ -13,7 +13,7 @@ import numpy as np
 
 from emotionaware.artifact import ProblemType
 from emotionaware.scores import aggregate_windows, to_scores
-from gateway.models import ModelSpec
+from gateway.specs import ModelSpec
 from gateway.types import ClassifyOptions, LabelScore, Scored
 from gateway.views import project
 

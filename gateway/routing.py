@@ -39,8 +39,8 @@ from pathlib import Path
 from gateway.callers import ClientPolicy, parse_policies
 from gateway.errors import ModelNotFound, quote
 from gateway.metrics import ROUTING_RELOADS
-from gateway.models import ModelSpec, load_model_spec
 from gateway.settings import Settings
+from gateway.specs import ModelSpec, load_model_spec
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,13 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from emotionaware.v1 import emotion_pb2
+from gateway.api import EmotionServicer
 from gateway.auth import CallerInterceptor, CertificateReloader
-from gateway.backend import Backend, TritonBackend
+from gateway.backends.base import Backend
+from gateway.backends.triton import TritonBackend
 from gateway.decoding import add_service
+from gateway.pipeline import Pipeline
 from gateway.routing import Router
-from gateway.service import EmotionService
-from gateway.servicer import EmotionServicer
 from gateway.settings import Settings, load_settings
 
 log = logging.getLogger("gateway")
@@ -46,7 +47,7 @@ class GatewayServer:
         self.callers = CallerInterceptor(settings, lambda: self.router.table.clients)
         self.interceptors = (self.callers, *interceptors)
         self.certificates = CertificateReloader(settings) if settings.tls_cert_file else None
-        self.service = EmotionService(settings, self.router, self.backend)
+        self.pipeline = Pipeline(settings, self.router, self.backend)
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
@@ -67,7 +68,7 @@ class GatewayServer:
         add_service(
             emotion_pb2.DESCRIPTOR.services_by_name["EmotionService"],
             emotion_pb2,
-            EmotionServicer(self.service),
+            EmotionServicer(self.pipeline),
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -134,7 +135,7 @@ class GatewayServer:
             await self._server.stop(self.settings.shutdown_grace_s)
         if self._health_server is not None:
             await self._health_server.stop(0)
-        await self.service.close()
+        await self.pipeline.close()
         await self.backend.close()
 
 
@@ -145,7 +146,7 @@ def _enable_reflection(server: grpc.aio.Server, services: tuple[str, ...]) -> No
 def make_backend(settings: Settings) -> Backend:
     """The configured inference backend."""
     if settings.backend == "embedded":
-        from gateway.embedded import EmbeddedBackend
+        from gateway.backends.onnxruntime import EmbeddedBackend
 
         return EmbeddedBackend(settings.model_repository, settings.backend_threads)
     return TritonBackend(

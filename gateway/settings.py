@@ -8,13 +8,15 @@ Nothing reads the environment at import time: :func:`load_settings` takes it as 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from emotionaware.net import is_local_address
+from emotionaware.paths import MODEL_REPOSITORY
+
 ENV_PREFIX = "EMOTIONAWARE_"
-DEFAULT_MODEL_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
+DEFAULT_MODEL_REPOSITORY = MODEL_REPOSITORY
 
 
 @dataclass(frozen=True)
@@ -118,19 +120,6 @@ class Settings:
             raise ValueError(f"queue_budget_ms must not be negative, got {self.queue_budget_ms}")
         if self.batch_wait_ms < 0 or self.chunk_overlap_tokens < 0 or self.backend_retries < 0:
             raise ValueError("batch_wait_ms, chunk_overlap_tokens and backend_retries must not be negative")
-
-
-def is_local_address(address: str) -> bool:
-    """A loopback host:port (or a Unix socket): reachable from this host only."""
-    if address.startswith("unix:"):
-        return True
-    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 _HELP = {

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import numpy as np
-
 from emotionaware.artifact import ProblemType
 from emotionaware.context import Turn
 
@@ -49,18 +47,6 @@ class ClassifyInput:
 
 
 @dataclass(frozen=True)
-class TokenizedText:
-    """Token ids ready for the model, with what truncation did to them."""
-
-    input_ids: np.ndarray  # int64, shape (tokens,)
-    token_count: int  # tokens of the text itself, special tokens included, before any cut
-    truncated: bool
-    first_token: int = 0  # chunk mode: offset of this window's first text token
-    # False when only a prefix of a long text was tokenized: token_count is then a lower bound.
-    token_count_exact: bool = True
-
-
-@dataclass(frozen=True)
 class LabelScore:
     label: str
     score: float
@@ -98,6 +84,5 @@ class ClassifyResult:
     view: View = View.NATIVE
     chunks: tuple[ChunkResult, ...] = ()  # chunk mode with more than one window
     chunk_count: int = 1
-    aggregated: bool = False
     context_turns: int = 0
     token_count_exact: bool = True  # False: only a prefix was tokenized, token_count is a lower bound

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from emotionaware.paths import DEFAULT_DATA_DIR
+
 TIERS = {"unit": "unit", "grpc": "grpc", "triton": "triton", "pipeline": "slow", "helm": "helm"}
 
 
@@ -23,7 +24,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    path = Path(os.environ.get("EMOTIONAWARE_DATA_DIR", ROOT.parent / "shared" / "data"))
+    path = Path(os.environ.get("EMOTIONAWARE_DATA_DIR", DEFAULT_DATA_DIR))
     if not (path / "goemotions").is_dir():
         pytest.fail(f"datasets not found at {path}; set EMOTIONAWARE_DATA_DIR")
     return path

@@ -7,8 +7,9 @@ import json
 import logging
 from pathlib import Path
 
-from train.config import MODELS_DIR, TrainConfig
-from train.data import DEFAULT_DATA_DIR
+from emotionaware.datasets import DEFAULT_DATA_DIR
+from emotionaware.paths import MODELS_DIR
+from train.config import TrainConfig
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

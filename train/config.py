@@ -10,7 +10,6 @@ from emotionaware.artifact import BaseEncoder, ProblemType
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 # Committed artifacts, one folder per served model.
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
 @dataclass(frozen=True)

@@ -17,26 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from emotionaware.scores import to_scores
-from gateway.tokenization import TextTokenizer
+from emotionaware.datasets import load_perc, perc_folds
+from emotionaware.tokenization import TextTokenizer
 from train.config import TrainConfig
-from train.data import load_perc, perc_folds
-from train.model import base_model_path, load_artifact
-from train.predict import predict_logits
-from train.windows import text_windows
+from train.evaluate import evaluate
+from train.fitting import TASKS, fit, write_artifact
+from train.folds import CROSSVAL, held_out_scores
+from train.model import base_model_path
 
 log = logging.getLogger("train")
-
-CROSSVAL = "crossval.json"
-
-
-def held_out_scores(model_dir: Path, texts: list[str]) -> np.ndarray:
-    """Per-poem softmax scores of the artifact in ``model_dir``, windows aggregated like the gateway."""
-    model, manifest = load_artifact(model_dir)
-    tokenizer = TextTokenizer(base_model_path(manifest.base) / "tokenizer.json", manifest.max_length)
-    windows = text_windows(tokenizer, texts)
-    probs = to_scores(predict_logits(model, windows.ids, tokenizer.pad_id), manifest.problem_type)
-    return windows.aggregate(probs, len(texts), manifest.problem_type)
 
 
 def cross_validate(config: TrainConfig, out_dir: Path, data_dir: Path, limit_train: int = 0) -> dict:
@@ -44,9 +33,6 @@ def cross_validate(config: TrainConfig, out_dir: Path, data_dir: Path, limit_tra
 
     ``limit_train`` (smoke runs) trains on that many poems of the first fold only.
     """
-    from train.evaluate import evaluate
-    from train.run import TASKS, fit, write_artifact
-
     if config.train.select_best_epoch:
         # Each fold's only unseen poems are its held-out ones: selecting an epoch on them
         # would tune on the test fold.
@@ -73,7 +59,7 @@ def cross_validate(config: TrainConfig, out_dir: Path, data_dir: Path, limit_tra
         "dataset": "perc",
         "folds": len(folds),
         "folds_trained": len(logs),
-        "split": "stratified by label, identical poems kept in one fold (train.data.perc_folds)",
+        "split": "stratified by label, identical poems kept in one fold (emotionaware.datasets.perc_folds)",
         "held_out_ids": [[data.poems[i].id for i in held] for _, held in folds],
         # Out-of-fold softmax scores, one row per poem in file order (null: fold not trained).
         "scores": [None if np.isnan(row).any() else [round(float(v), 6) for v in row] for row in oof],

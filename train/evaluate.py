@@ -12,19 +12,14 @@ import torch
 from emotionaware.artifact import (
     METRICS,
     SERVING,
+    THRESHOLD_TOLERANCE,
     THRESHOLDS,
     ArtifactManifest,
     ServingRecord,
     load_thresholds,
 )
 from emotionaware.context import format_context
-from emotionaware.scores import to_scores
-from emotionaware.taxonomy import EKMAN_MAPPING, SENTIMENT_MAPPING
-from gateway.tokenization import TextTokenizer
-from train import plots
-from train.baselines import RECIPE, fit_multi_label, fit_single_label, probabilities
-from train.card import write_model_card, write_poems_card, write_single_label_card
-from train.data import (
+from emotionaware.datasets import (
     DEFAULT_DATA_DIR,
     ConversationExample,
     MultiLabelExample,
@@ -33,6 +28,13 @@ from train.data import (
     load_perc,
     perc_folds,
 )
+from emotionaware.scores import to_scores
+from emotionaware.taxonomy import EKMAN_MAPPING, SENTIMENT_MAPPING
+from emotionaware.tokenization import TextTokenizer
+from train import plots
+from train.baselines import RECIPE, fit_multi_label, fit_single_label, probabilities
+from train.card import write_model_card, write_poems_card, write_single_label_card
+from train.folds import CROSSVAL, held_out_scores
 from train.metrics import multilabel_report, singlelabel_report, tune_thresholds
 from train.model import base_model_path, load_artifact
 from train.predict import predict_logits
@@ -145,8 +147,6 @@ def kept_thresholds(model_dir: Path, labels: tuple[str, ...], tuned: np.ndarray)
     Tuned once: a re-run on another CPU moves dev scores by about 1e-7 and would rewrite every
     threshold in its last digits; the committed values stay unless the model's scores changed.
     """
-    from export.parity import THRESHOLD_TOLERANCE
-
     if not (model_dir / THRESHOLDS).exists():
         return tuned
     committed = np.asarray(load_thresholds(model_dir, labels))
@@ -262,14 +262,15 @@ def evaluate_perc(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, check_expo
     training run (``crossval.json``); the first fold is recomputed from the committed weights
     and must match them, which ties the record to the artifact.
     """
-    from train.crossval import CROSSVAL, held_out_scores
 
     manifest = ArtifactManifest.load(model_dir)
     data = load_perc(data_dir)
     record = json.loads((model_dir / CROSSVAL).read_text())
     folds = perc_folds(data.poems)
     if record["held_out_ids"] != [[data.poems[i].id for i in held] for _, held in folds]:
-        raise ValueError(f"{model_dir / CROSSVAL}: folds differ from train.data.perc_folds on this data")
+        raise ValueError(
+            f"{model_dir / CROSSVAL}: folds differ from emotionaware.datasets.perc_folds on this data"
+        )
     targets = np.array([p.label for p in data.poems])
     recorded = np.array([row if row is not None else [np.nan] * len(data.labels) for row in record["scores"]])
     first = folds[0][1]

@@ -9,7 +9,7 @@ import numpy as np
 
 from emotionaware.artifact import ProblemType
 from emotionaware.scores import aggregate_windows
-from gateway.tokenization import TextTokenizer
+from emotionaware.tokenization import TextTokenizer
 
 # The gateway's defaults (gateway.settings.Settings: chunk_overlap_tokens, max_chunks), so
 # training and evaluation see the windows a default deployment classifies.

@@ -120,7 +120,7 @@ def pack_model(out: Path, data_dir: Path, model: str = "goemotions") -> int:
     from safetensors.numpy import save_file
 
     from emotionaware.artifact import ArtifactManifest
-    from train.data import load_goemotions
+    from emotionaware.datasets import load_goemotions
     from train.model import base_model_path, load_artifact
 
     artifact = ROOT / "models" / model
@@ -133,7 +133,7 @@ def pack_model(out: Path, data_dir: Path, model: str = "goemotions") -> int:
     texts = [e.text for e in load_goemotions(data_dir).test]
     (out / "texts.json").write_text(json.dumps(texts))
 
-    from gateway.tokenization import TextTokenizer
+    from emotionaware.tokenization import TextTokenizer
 
     tokenizer = TextTokenizer(base / "tokenizer.json", manifest.max_length)
     encoded = [tokenizer.encode(t).input_ids for t in texts]

@@ -228,8 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     from bench.gpu.torch_model import build
     from bench.run import start_gateway
     from bench.triton_perf import OUT_DIR, input_data_from_texts, run_level
-    from emotionaware.tritonserver import TritonServer
-    from gateway.tokenization import TextTokenizer
+    from emotionaware.tokenization import TextTokenizer
+    from launcher.tritonserver import TritonServer
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     started = time.monotonic()

@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from emotionaware.v1 import emotion_pb2_grpc
-from gateway.embedded import EmbeddedBackend
+from gateway.backends.onnxruntime import EmbeddedBackend
 from gateway.server import GatewayServer
 from gateway.settings import Settings
 from tests.grpc.fakes import FaultyBackend

@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY, generate_latest
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1 import emotion_pb2_grpc
 from gateway.auth import token_hash
-from gateway.embedded import EmbeddedBackend
+from gateway.backends.onnxruntime import EmbeddedBackend
 from gateway.server import GatewayServer
 from tests.grpc.test_cli import cli
 

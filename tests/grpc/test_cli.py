@@ -9,7 +9,7 @@ import sys
 
 async def cli(target: str, *args: str, stdin: str = "") -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.client_cli", "--target", target, *args,
+        sys.executable, "-m", "client.cli", "--target", target, *args,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout=60)

@@ -10,7 +10,7 @@ import pytest
 
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1.emotion_pb2_grpc import EmotionServiceStub
-from gateway.embedded import EmbeddedBackend
+from gateway.backends.onnxruntime import EmbeddedBackend
 from gateway.errors import BackendUnavailable
 from gateway.server import GatewayServer
 from tests.grpc.fakes import FaultyBackend

@@ -8,7 +8,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from emotionaware.v1 import emotion_pb2, emotion_pb2_grpc
-from gateway.embedded import EmbeddedBackend
+from gateway.backends.onnxruntime import EmbeddedBackend
 from gateway.server import GatewayServer
 from gateway.settings import Settings
 

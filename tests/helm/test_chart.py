@@ -12,8 +12,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from emotionaware.paths import ROOT
 from export.triton_repo import GpuOptions
-from tests.conftest import ROOT
 
 CHART = ROOT / "helm" / "emotionaware"
 HELM = Path(os.environ.get("HELM", ROOT / ".tools" / "helm"))

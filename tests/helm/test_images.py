@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tests.conftest import ROOT
+from emotionaware.paths import ROOT
 
 # Paths a Dockerfile may copy that `make images` produces first (its prerequisites).
 GENERATED = {"model_repository_gpu": "export"}

@@ -145,7 +145,7 @@ def test_cross_validation_refuses_to_select_epochs_on_held_out_poems(tmp_path, d
 
 
 def test_ablation_records_scores_next_to_the_model_it_ablates(tmp_path, data_dir):
-    from train.data import load_meld
+    from emotionaware.datasets import load_meld
     from train.evaluate import ABLATIONS, ablation_report
     from train.run import train
 
@@ -162,8 +162,8 @@ POEMS = MODELS_DIR / "poems"
 
 def test_committed_poems_model_is_compact_chunks_and_matches_its_cross_validation_record():
     from emotionaware.artifact import ArtifactManifest
+    from emotionaware.datasets import PERC_LABELS
     from train.crossval import CROSSVAL
-    from train.data import PERC_LABELS
 
     assert (POEMS / WEIGHTS).stat().st_size <= LIMIT_BYTES
     manifest = ArtifactManifest.load(POEMS)
@@ -193,8 +193,8 @@ def test_readme_quotes_the_poems_metrics():
 
 
 def test_eval_refuses_a_crossval_record_the_committed_weights_do_not_reproduce(tmp_path, data_dir):
+    from emotionaware.datasets import load_perc
     from train.crossval import CROSSVAL
-    from train.data import load_perc
     from train.evaluate import evaluate_perc
 
     for path in POEMS.iterdir():
@@ -211,7 +211,7 @@ def test_eval_refuses_a_crossval_record_the_committed_weights_do_not_reproduce(t
 
 
 def test_ablation_scores_out_of_dataset_order_are_refused(tmp_path, data_dir):
-    from train.data import load_meld
+    from emotionaware.datasets import load_meld
     from train.evaluate import ABLATIONS, ablation_report
 
     record = json.loads((CONVERSATION / ABLATIONS / "conversation-nocontext.json").read_text())

@@ -9,10 +9,10 @@ from dataclasses import replace
 import grpc
 import pytest
 
-from emotionaware.tritonserver import TritonServer
 from emotionaware.v1 import emotion_pb2_grpc
 from gateway.server import GatewayServer
 from gateway.settings import Settings
+from launcher.tritonserver import TritonServer
 
 
 def group_alive(pgid: int) -> bool:

@@ -39,7 +39,7 @@ def answer(result: pb.ClassifyResponse) -> Answer:
 
 
 def texts_for(model: str, data_dir) -> list[str]:
-    from train.data import load_goemotions, load_meld, load_perc
+    from emotionaware.datasets import load_goemotions, load_meld, load_perc
 
     rng = random.Random(7)
     if model == "goemotions":
@@ -134,7 +134,7 @@ async def embedded_stub(gateway_target):
 
 @pytest.mark.parametrize("model", ["goemotions", "conversation", "poems"])
 async def test_scores_do_not_depend_on_batch_neighbours_path_or_backend(stub, embedded_stub, data_dir, model):
-    from train.data import load_goemotions
+    from emotionaware.datasets import load_goemotions
 
     texts = texts_for(model, data_dir)
     others = [e.text for e in load_goemotions(data_dir).dev]

@@ -6,7 +6,7 @@ from bench import baselines, gateway_load
 
 
 async def test_load_generator_shapes_run_without_errors(gateway_target, data_dir):
-    from train.data import load_goemotions, load_meld
+    from emotionaware.datasets import load_goemotions, load_meld
 
     texts = [e.text for e in load_goemotions(data_dir).test[:200]]
     unary = await gateway_load.unary(gateway_target.listen, texts, 4, 1.0, warmup_s=0.2)
@@ -20,7 +20,7 @@ async def test_load_generator_shapes_run_without_errors(gateway_target, data_dir
 
 
 def test_in_process_ceiling_baseline(exported_repo, data_dir):
-    from train.data import load_goemotions
+    from emotionaware.datasets import load_goemotions
 
     texts = [e.text for e in load_goemotions(data_dir).test[:128]]
     ceiling = baselines.ort_ceiling(texts, exported_repo, "goemotions", threads=2)

@@ -30,7 +30,7 @@ CASES = [
 
 
 def test_sentences_are_not_in_the_training_data(data_dir):
-    from train.data import load_goemotions
+    from emotionaware.datasets import load_goemotions
 
     data = load_goemotions(data_dir)
     seen = {e.text.lower() for split in (data.train, data.dev, data.test) for e in split}
@@ -81,7 +81,7 @@ async def test_gateway_is_serving_once_triton_is_ready(gateway_target):
 
 
 async def test_without_triton_the_gateway_is_not_serving_and_answers_unavailable(exported_repo):
-    from emotionaware.tritonserver import free_port
+    from launcher.tritonserver import free_port
 
     settings = Settings(
         listen="127.0.0.1:0",

@@ -30,7 +30,7 @@ def test_bundle_rebuilds_the_committed_model_exactly_for_its_texts(small_bundle)
 
     model = build(gpu_run.ARTIFACT, small_bundle / "model", "fp32", "cpu")
     texts = json.loads((small_bundle / "texts.json").read_text())
-    from gateway.tokenization import TextTokenizer
+    from emotionaware.tokenization import TextTokenizer
 
     tokenizer = TextTokenizer(small_bundle / "model" / "tokenizer.json", 128)
     encoded = [tokenizer.encode(t).input_ids for t in texts[:8]]

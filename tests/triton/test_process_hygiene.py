@@ -13,7 +13,7 @@ from tests.triton.conftest import group_alive
 def test_server_dies_with_a_killed_launcher(exported_repo):
     launcher = textwrap.dedent(f"""
         import sys, time
-        from emotionaware.tritonserver import TritonServer
+        from launcher.tritonserver import TritonServer
         server = TritonServer({str(exported_repo)!r}).start()
         server.wait_ready(120)
         print(server.pid, flush=True)

@@ -4,7 +4,7 @@ import asyncio
 import re
 import sys
 
-from tests.conftest import ROOT
+from emotionaware.paths import ROOT
 
 README = (ROOT / "README.md").read_text()
 
@@ -50,5 +50,5 @@ async def test_cli_call(gateway_target):
     command, output = fenced_after("### Call it")[:2]
     assert command.strip().startswith(".venv/bin/emotionaware-client classify ")
     text = re.search(r'classify "(.*)"', command).group(1)
-    stdout = await run("-m", "gateway.client_cli", "--target", gateway_target.listen, "classify", text)
+    stdout = await run("-m", "client.cli", "--target", gateway_target.listen, "classify", text)
     assert_same_output(stdout, output)

@@ -15,9 +15,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
 from emotionaware.artifact import ServingRecord, load_thresholds
+from emotionaware.paths import ROOT
 from export.cli import MODELS_DIR
 from export.source import sha256_file
-from tests.conftest import ROOT
 
 ONNX_TO_TRITON = {onnx.TensorProto.INT64: mc.TYPE_INT64, onnx.TensorProto.FLOAT: mc.TYPE_FP32}
 
@@ -217,8 +217,8 @@ async def test_dynamic_batcher_batches_real_single_text_requests_at_concurrency_
     triton, exported_repo, data_dir
 ):
     """Issue acceptance: executions <= 1/4 of inferences for concurrent single-text requests."""
-    from gateway.models import load_model_spec
-    from train.data import load_goemotions
+    from emotionaware.datasets import load_goemotions
+    from gateway.specs import load_model_spec
 
     spec = load_model_spec(exported_repo, "goemotions")
     sequences = [

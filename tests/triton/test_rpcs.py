@@ -41,7 +41,7 @@ async def test_chunked_long_text_through_triton(stub):
 
 async def test_poems_model_windows_long_poems_by_default(stub, data_dir):
     """The three models side by side; a long poem is windowed unless the request says otherwise."""
-    from train.data import load_perc
+    from emotionaware.datasets import load_perc
 
     poem = max((p.text for p in load_perc(data_dir).poems if len(p.text) < 4000), key=len)
     info = (await stub.GetModel(pb.GetModelRequest(model="poems"), timeout=10)).model
@@ -60,7 +60,7 @@ async def test_poems_model_windows_long_poems_by_default(stub, data_dir):
 
 async def test_embedded_backend_gives_the_same_scores_as_triton(stub, gateway_target, data_dir):
     """200 real GoEmotions test texts, one call each, through both backends: scores within 1e-4."""
-    from train.data import load_goemotions
+    from emotionaware.datasets import load_goemotions
 
     texts = [e.text for e in load_goemotions(data_dir).test[:200]]
     embedded = GatewayServer(replace(gateway_target, listen="127.0.0.1:0", backend="embedded"))

@@ -16,8 +16,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from emotionaware.tritonserver import TritonPorts, free_port
 from gateway.auth import token_hash
+from launcher.tritonserver import TritonPorts, free_port
 
 
 def listening(port: int) -> set[str]:
@@ -69,7 +69,7 @@ def test_serve_starts_answers_and_stops_cleanly(exported_repo, tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "gateway.serve",
+        "launcher.serve",
         "--host=0.0.0.0",
         f"--grpc-port={grpc_port}",
         f"--gateway-metrics-port={metrics_port}",
@@ -99,7 +99,7 @@ def test_serve_starts_answers_and_stops_cleanly(exported_repo, tmp_path):
             [
                 sys.executable,
                 "-m",
-                "gateway.client_cli",
+                "client.cli",
                 "--target",
                 target,
                 "classify",

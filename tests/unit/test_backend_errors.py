@@ -1,7 +1,7 @@
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from gateway.backend import translate
+from gateway.backends.triton import translate
 from gateway.errors import BackendUnavailable, DeadlineExceeded, InternalError, Overloaded
 
 
@@ -24,7 +24,8 @@ def test_triton_errors_translate_to_the_gateway_hierarchy(status, message, expec
 
 
 async def test_unavailable_is_retried_a_bounded_number_of_times(monkeypatch):
-    from gateway.backend import BatchOutput, TritonBackend
+    from gateway.backends.base import BatchOutput
+    from gateway.backends.triton import TritonBackend
 
     backend = TritonBackend("127.0.0.1:1", 1 << 20, retries=2)
     attempts = []
@@ -53,7 +54,7 @@ async def test_unavailable_is_retried_a_bounded_number_of_times(monkeypatch):
 
 
 async def test_other_errors_are_not_retried(monkeypatch):
-    from gateway.backend import TritonBackend
+    from gateway.backends.triton import TritonBackend
 
     backend = TritonBackend("127.0.0.1:1", 1 << 20, retries=2)
     attempts = []

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from emotionaware.artifact import ProblemType
-from gateway.backend import BatchOutput
+from gateway.backends.base import BatchOutput
 from gateway.batching import _PAD_ALLOWANCE, MicroBatcher
 from gateway.errors import BackendUnavailable, Overloaded
-from gateway.models import ModelSpec
 from gateway.settings import Settings
+from gateway.specs import ModelSpec
 
 
 class RecordingBackend:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
-from tests.conftest import ROOT
+from emotionaware.paths import ROOT
 
 PROTO = "emotionaware/v1/emotion.proto"
 

@@ -2,7 +2,7 @@
 
 import re
 
-from tests.conftest import ROOT
+from emotionaware.paths import ROOT
 
 
 def _section() -> str:

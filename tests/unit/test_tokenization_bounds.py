@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
 from emotionaware.text import normalize
-from gateway.tokenization import TextTokenizer
+from emotionaware.tokenization import TextTokenizer
 
 pytestmark = pytest.mark.unit
 WORDS = ["happy", "sad", "so", "what", "a", "day!", "don't", "naïve", "東京", "😡", "grr", "x" * 120, "ab-cd"]

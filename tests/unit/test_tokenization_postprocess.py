@@ -4,9 +4,9 @@ import pytest
 from emotionaware.artifact import ProblemType
 from emotionaware.scores import to_scores
 from emotionaware.taxonomy import EKMAN_LABELS, GOEMOTIONS_LABELS
-from gateway.models import ModelSpec
+from emotionaware.tokenization import TextTokenizer
 from gateway.postprocess import aggregate, decide, scores_of
-from gateway.tokenization import TextTokenizer
+from gateway.specs import ModelSpec
 from gateway.types import ClassifyOptions, View
 from gateway.views import views_for
 
@@ -153,7 +153,7 @@ def test_unspecified_long_text_mode_is_the_models_default_except_with_context():
     from dataclasses import replace
 
     from emotionaware.context import Turn
-    from gateway.service import long_text_mode
+    from gateway.pipeline import long_text_mode
     from gateway.types import ClassifyInput, LongTextMode
 
     poems = replace(spec(ProblemType.SINGLE_LABEL), long_text_mode=LongTextMode.CHUNK)

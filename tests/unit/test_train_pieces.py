@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from emotionaware.artifact import ProblemType
+from emotionaware.datasets import PERC_LABELS, load_perc, perc_folds
 from gateway.settings import Settings
 from train import plots
 from train.baselines import fit_single_label, probabilities
-from train.data import PERC_LABELS, load_perc, perc_folds
 from train.windows import MAX_WINDOWS, OVERLAP_TOKENS, Windows
 
 pytestmark = pytest.mark.unit

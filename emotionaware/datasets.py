@@ -13,11 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from emotionaware.context import Turn
+from emotionaware.paths import DEFAULT_DATA_DIR
 from emotionaware.taxonomy import EKMAN_LABELS
 from emotionaware.text import normalize
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
 
 
 @dataclass(frozen=True)

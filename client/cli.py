@@ -28,9 +28,9 @@ import grpc
 from google.protobuf.json_format import MessageToDict, ParseDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from emotionaware.net import is_local_address
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1 import emotion_pb2_grpc
-from gateway.settings import is_local_address
 
 VIEWS = {"native": pb.VIEW_UNSPECIFIED, "goemotions": pb.VIEW_GOEMOTIONS, "ekman": pb.VIEW_EKMAN,
          "sentiment": pb.VIEW_SENTIMENT}  # fmt: skip

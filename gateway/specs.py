@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from emotionaware.artifact import ProblemType
-from gateway.tokenization import TextTokenizer
+from emotionaware.tokenization import TextTokenizer
 from gateway.types import LongTextMode, View
 from gateway.views import ViewMap, views_for
 

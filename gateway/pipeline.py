@@ -14,22 +14,22 @@ from dataclasses import dataclass
 from emotionaware.artifact import ProblemType
 from emotionaware.context import format_context
 from emotionaware.text import has_visible_character
-from gateway.backend import Backend
+from emotionaware.tokenization import TokenizedText
+from gateway.backends.base import Backend
 from gateway.batching import BatcherPool, SequenceOutput
 from gateway.callers import current_call
 from gateway.errors import GatewayError, InternalError, InvalidArgument
 from gateway.metrics import STAGE_LATENCY, TOKENS, TRUNCATED
-from gateway.models import ModelSpec
 from gateway.postprocess import aggregate, decide, scores_of
-from gateway.routing import Resolved, Router
+from gateway.routing import Resolved, Router, RouteTable
 from gateway.settings import Settings
+from gateway.specs import ModelSpec
 from gateway.types import (
     ChunkResult,
     ClassifyInput,
     ClassifyOptions,
     ClassifyResult,
     LongTextMode,
-    TokenizedText,
 )
 
 MAX_SPEAKER_CHARS = 128
@@ -56,7 +56,7 @@ class _Prepared:
     turns: int
 
 
-class EmotionService:
+class Pipeline:
     """Classifies texts with the routed models through the micro-batchers and a backend."""
 
     def __init__(self, settings: Settings, router: Router, backend: Backend) -> None:
@@ -64,6 +64,11 @@ class EmotionService:
         self.router = router
         self.backend = backend
         self.batchers = BatcherPool(backend, settings)
+
+    @property
+    def table(self) -> RouteTable:
+        """The current routing snapshot (models, versions, aliases, client policies)."""
+        return self.router.table
 
     # -- validation -------------------------------------------------------------------------
 
@@ -205,7 +210,6 @@ class EmotionService:
             view=request.options.view,
             chunks=chunks,
             chunk_count=len(windows),
-            aggregated=len(windows) > 1,
             context_turns=prepared.turns,
         )
 

@@ -17,7 +17,7 @@ import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from gateway.backend import BatchOutput
+from gateway.backends.base import BatchOutput
 from gateway.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from emotionaware.tritonserver import TritonPorts, TritonServer, server_environment
+from launcher.tritonserver import TritonPorts, TritonServer, server_environment
 
 
 def test_ports_are_distinct_and_free():
@@ -35,7 +35,7 @@ def test_stop_without_start_is_harmless(tmp_path: Path):
 def test_missing_python_backend_stub_says_to_run_setup(tmp_path: Path, monkeypatch):
     import pytest
 
-    import emotionaware.tritonserver as ts
+    import launcher.tritonserver as ts
 
     home = tmp_path / "tritonserver"
     (home / "bin").mkdir(parents=True)
@@ -50,7 +50,7 @@ def test_regions_of_launchers_that_are_gone_are_removed_and_live_ones_kept(tmp_p
     import os
     import subprocess
 
-    from emotionaware.tritonserver import remove_orphaned_shared_memory
+    from launcher.tritonserver import remove_orphaned_shared_memory
 
     gone = subprocess.Popen(["true"])
     gone.wait()  # its pid names no process now
@@ -64,7 +64,7 @@ def test_regions_of_launchers_that_are_gone_are_removed_and_live_ones_kept(tmp_p
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.2", "gateway.internal"])
 def test_serve_moves_only_the_gateway_whatever_the_host(host, monkeypatch, tmp_path):
     """Every address ``emotionaware-serve --host`` accepts leaves Triton on 127.0.0.1."""
-    from gateway import serve
+    from launcher import serve
 
     args = serve.build_parser().parse_args([f"--host={host}", f"--log-dir={tmp_path}"])
     monkeypatch.setattr(serve.TritonServer, "start", lambda self: self)

@@ -36,8 +36,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from emotionaware.tritonserver import TritonPorts, TritonServer, die_with_parent
-from gateway.settings import DEFAULT_MODEL_REPOSITORY
+from emotionaware.paths import MODEL_REPOSITORY as DEFAULT_MODEL_REPOSITORY
+from launcher.tritonserver import TritonPorts, TritonServer, die_with_parent
 
 log = logging.getLogger("serve")
 PR_SET_CHILD_SUBREAPER = 36  # from <sys/prctl.h>

@@ -1,4 +1,4 @@
-"""Inference backends behind one interface. The default calls Triton over gRPC (async).
+"""The default backend: Triton over gRPC (async).
 
 Triton's errors are translated into the gateway's error hierarchy here, so nothing above
 this module knows about tritonclient.
@@ -9,42 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import tritonclient.grpc.aio as triton_aio
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
+from gateway.backends.base import BatchOutput
 from gateway.errors import BackendUnavailable, DeadlineExceeded, GatewayError, InternalError, Overloaded
 from gateway.metrics import BACKEND_RETRIES
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BatchOutput:
-    """Logits of a batch and the version of the model that produced them."""
-
-    logits: np.ndarray  # float32, shape (batch, labels)
-    model_version: str
-
-
-class Backend(Protocol):
-    """Runs a model on padded batches of token ids and reports readiness."""
-
-    async def infer(
-        self, model: str, version: str, inputs: dict[str, np.ndarray], timeout_s: float
-    ) -> BatchOutput:
-        """Logits for a batch: ``inputs`` maps each model input name to int64 (batch, tokens)."""
-        ...
-
-    async def is_ready(self, models: tuple[tuple[str, str], ...]) -> bool:
-        """True when the backend and every (model, version) can serve requests."""
-        ...
-
-    async def close(self) -> None: ...
 
 
 def translate(exc: InferenceServerException, retry_after_ms: int = 100) -> GatewayError:

@@ -23,7 +23,6 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from emotionaware.text import normalize
-from gateway.types import TokenizedText
 
 # English averages about 4.5 characters per token; 8 makes the first prefix enough for
 # almost every text, so a second pass is rare.
@@ -37,6 +36,18 @@ class _Prefix:
     encoding: Encoding  # without special tokens, never truncated (no overflow)
     tokens: int
     complete: bool  # the prefix is the whole string
+
+
+@dataclass(frozen=True)
+class TokenizedText:
+    """Token ids ready for the model, with what truncation did to them."""
+
+    input_ids: np.ndarray  # int64, shape (tokens,)
+    token_count: int  # tokens of the text itself, special tokens included, before any cut
+    truncated: bool
+    first_token: int = 0  # chunk mode: offset of this window's first text token
+    # False when only a prefix of a long text was tokenized: token_count is then a lower bound.
+    token_count_exact: bool = True
 
 
 def _longest_first(first: int, second: int, budget: int) -> tuple[int, int]:

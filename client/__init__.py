@@ -1,0 +1,1 @@
+"""The EmotionAware client: the ``emotionaware-client`` command line (client/cli.py)."""

@@ -1,0 +1,134 @@
+"""Protobuf <-> the gateway's typed domain objects, both ways, for every RPC.
+
+No logic lives here beyond the mapping: validation is the pipeline's, errors are
+``gateway.errors``'. The servicer (gateway/api.py) and the stream sessions
+(gateway/streams.py) both convert through these functions.
+"""
+
+from __future__ import annotations
+
+import time
+
+from emotionaware.artifact import ProblemType
+from emotionaware.v1 import emotion_pb2 as pb
+from gateway.errors import GatewayError, InvalidArgument, to_status
+from gateway.routing import RouteTable
+from gateway.types import ClassifyOptions, ClassifyResult, LongTextMode, Scored, View
+
+SCORE_TYPES = {
+    ProblemType.MULTI_LABEL: pb.SCORE_TYPE_SIGMOID,
+    ProblemType.SINGLE_LABEL: pb.SCORE_TYPE_SOFTMAX,
+}
+VIEWS = {
+    pb.VIEW_UNSPECIFIED: View.NATIVE,
+    pb.VIEW_GOEMOTIONS: View.GOEMOTIONS,
+    pb.VIEW_EKMAN: View.EKMAN,
+    pb.VIEW_SENTIMENT: View.SENTIMENT,
+}
+VIEW_ENUMS = {view: number for number, view in VIEWS.items()}
+LONG_TEXT = {
+    pb.LONG_TEXT_MODE_UNSPECIFIED: None,
+    pb.LONG_TEXT_MODE_TRUNCATE: LongTextMode.TRUNCATE,
+    pb.LONG_TEXT_MODE_CHUNK: LongTextMode.CHUNK,
+}
+LONG_TEXT_PB = {
+    LongTextMode.TRUNCATE: pb.LONG_TEXT_MODE_TRUNCATE,
+    LongTextMode.CHUNK: pb.LONG_TEXT_MODE_CHUNK,
+}
+
+
+# -- protobuf -> domain -----------------------------------------------------------------------
+
+
+def options_from(message: pb.ClassifyOptions) -> ClassifyOptions:
+    if message.view not in VIEWS:
+        raise InvalidArgument("options.view", f"unknown View value {message.view}")
+    if message.long_text_mode not in LONG_TEXT:
+        raise InvalidArgument(
+            "options.long_text_mode", f"unknown LongTextMode value {message.long_text_mode}"
+        )
+    return ClassifyOptions(
+        model_version=message.model_version,
+        view=VIEWS[message.view],
+        top_k=message.top_k,
+        threshold=message.threshold if message.HasField("threshold") else None,
+        return_all_scores=message.return_all_scores,
+        long_text=LONG_TEXT[message.long_text_mode],
+    )
+
+
+# -- domain -> protobuf -----------------------------------------------------------------------
+
+
+def _scores(scored: Scored) -> list[pb.LabelScore]:
+    return [
+        pb.LabelScore(label=s.label, score=s.score, threshold=s.threshold, predicted=s.predicted)
+        for s in scored.scores
+    ]
+
+
+def to_proto(result: ClassifyResult, started: float) -> pb.ClassifyResponse:
+    aggregation = pb.AGGREGATION_UNSPECIFIED
+    if result.chunk_count > 1:  # windows were aggregated
+        aggregation = (
+            pb.AGGREGATION_MAX if result.problem_type is ProblemType.MULTI_LABEL else pb.AGGREGATION_MEAN
+        )
+    return pb.ClassifyResponse(
+        scores=_scores(result.scored),
+        predicted=list(result.scored.predicted),
+        score_type=SCORE_TYPES[result.problem_type],
+        token_count=result.token_count,
+        truncated=result.truncated,
+        max_tokens=result.max_tokens,
+        model=result.model,
+        model_version=result.model_version,
+        view=VIEW_ENUMS[result.view],
+        chunk_count=result.chunk_count,
+        chunks=[
+            pb.ChunkResult(
+                index=c.index,
+                first_token=c.first_token,
+                token_count=c.token_count,
+                scores=_scores(c.scored),
+                predicted=list(c.scored.predicted),
+            )
+            for c in result.chunks
+        ],
+        aggregation=aggregation,
+        context_turns=result.context_turns,
+        token_count_is_lower_bound=not result.token_count_exact,
+        server_latency_us=int((time.perf_counter() - started) * 1e6),
+    )
+
+
+def error_proto(exc: GatewayError) -> pb.Error:
+    code, message = to_status(exc)
+    return pb.Error(code=code.value[0], message=message)
+
+
+def model_info(table: RouteTable, name: str, settings) -> pb.ModelInfo:
+    route = table.routes[name]
+    spec = table.specs[(name, route.version)]
+    return pb.ModelInfo(
+        name=name,
+        version=route.version,
+        versions=list(route.versions),
+        aliases=list(table.aliases_of(name)),
+        labels=[
+            pb.LabelInfo(
+                name=label,
+                threshold=float(t) if spec.problem_type is ProblemType.MULTI_LABEL else 0.0,
+            )
+            for label, t in zip(spec.labels, spec.thresholds, strict=True)
+        ],
+        views=[VIEW_ENUMS[v] for v in spec.views if v is not View.NATIVE],
+        score_type=SCORE_TYPES[spec.problem_type],
+        max_tokens=spec.max_tokens,
+        context_turns=spec.context_turns,
+        default_long_text_mode=LONG_TEXT_PB[spec.long_text_mode],
+        max_text_chars=route.max_text_chars,
+        max_batch_texts=route.max_batch_texts,
+        max_chunks=settings.max_chunks,
+        chunk_overlap_tokens=settings.chunk_overlap_tokens,
+        dataset=spec.dataset,
+    )

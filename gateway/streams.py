@@ -1,0 +1,190 @@
+"""ClassifyStream: the stream session, and its conversation memory (bounded turns and conversations)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+
+import grpc
+
+from emotionaware.context import Turn
+from emotionaware.v1 import emotion_pb2 as pb
+from gateway.convert import error_proto, options_from, to_proto
+from gateway.decoding import Undecodable
+from gateway.errors import (
+    DeadlineExceeded,
+    GatewayError,
+    InternalError,
+    InvalidArgument,
+    log_unhandled,
+    to_status,
+)
+from gateway.metrics import ITEM_ERRORS, LATENCY, REQUESTS, STREAM_CONVERSATIONS
+from gateway.pipeline import Pipeline
+from gateway.types import ClassifyInput, LongTextMode
+
+
+class ConversationStore:
+    """The most recent turns of each conversation of one stream.
+
+    Holds at most ``max_turns`` turns per conversation and ``max_conversations`` conversations;
+    when full, the conversation used least recently is forgotten (its next message starts
+    without context). The store lives and dies with its stream.
+    """
+
+    def __init__(self, max_turns: int, max_conversations: int) -> None:
+        self._max_turns = max_turns
+        self._max_conversations = max_conversations
+        self._turns: OrderedDict[str, deque[Turn]] = OrderedDict()
+
+    def history(self, conversation_id: str) -> tuple[Turn, ...]:
+        """Earlier turns of a conversation, oldest first (empty for a new one)."""
+        turns = self._turns.get(conversation_id)
+        if turns is None:
+            return ()
+        self._turns.move_to_end(conversation_id)
+        return tuple(turns)
+
+    def append(self, conversation_id: str, turn: Turn) -> None:
+        turns = self._turns.get(conversation_id)
+        if turns is None:
+            if len(self._turns) >= self._max_conversations:
+                self._turns.popitem(last=False)
+                STREAM_CONVERSATIONS.dec()
+            turns = self._turns[conversation_id] = deque(maxlen=self._max_turns)
+            STREAM_CONVERSATIONS.inc()
+        self._turns.move_to_end(conversation_id)
+        turns.append(turn)
+
+    def clear(self) -> None:
+        STREAM_CONVERSATIONS.dec(len(self._turns))
+        self._turns.clear()
+
+    def __len__(self) -> int:
+        return len(self._turns)
+
+
+MAX_CONVERSATION_ID_CHARS = 128
+
+
+async def stream_session(
+    pipeline: Pipeline,
+    request_iterator: AsyncIterator[pb.ClassifyStreamRequest],
+    context: grpc.aio.ServicerContext,
+) -> AsyncIterator[pb.ClassifyStreamResponse]:
+    """One ClassifyStream: answer each message in arrival order, classifying them concurrently.
+
+    Messages are validated, routed and given their conversation's context in arrival order
+    (before any await), then classified as tasks; at most ``stream_max_pending`` are in
+    flight, and the stream is not read beyond. Each message gets its answer or its error in
+    its own slot; the stream's deadline and a message's ``timeout_ms`` bound each message.
+    """
+    settings = pipeline.settings
+
+    def message_deadline(arrived: float, stream_remaining: float | None, timeout_ms: int) -> float:
+        """The documented rule (proto ClassifyStreamRequest.timeout_ms), as a monotonic time."""
+        limits = [arrived + timeout_ms / 1000] if timeout_ms else []
+        if stream_remaining is not None:
+            limits.append(time.monotonic() + stream_remaining)
+        return min(limits) if limits else arrived + settings.default_timeout_s
+
+    store = ConversationStore(settings.stream_history_turns, settings.stream_max_conversations)
+    pending: asyncio.Queue[asyncio.Task | BaseException | None] = asyncio.Queue(settings.stream_max_pending)
+    code = grpc.StatusCode.OK
+    opened = time.perf_counter()
+
+    async def answer(message: pb.ClassifyStreamRequest, sequence: int, prepared) -> pb.ClassifyStreamResponse:
+        started = time.perf_counter()
+        response = pb.ClassifyStreamResponse(sequence=sequence)
+        if not isinstance(message, Undecodable):
+            response.conversation_id = message.conversation_id
+            response.message_id = message.message_id
+        try:
+            if isinstance(prepared, GatewayError):
+                raise prepared
+            request, resolved, deadline = prepared
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
+                    result = await pipeline.classify(request, deadline, resolved)
+            except TimeoutError as exc:
+                raise DeadlineExceeded("the message deadline passed before an answer was ready") from exc
+            response.result.CopyFrom(to_proto(result, started))
+        except GatewayError as exc:
+            response.error.CopyFrom(error_proto(exc))
+            ITEM_ERRORS.labels("ClassifyStream", to_status(exc)[0].name).inc()
+        except Exception as exc:
+            log_unhandled("ClassifyStream", exc)
+            response.error.CopyFrom(error_proto(InternalError()))
+            ITEM_ERRORS.labels("ClassifyStream", "INTERNAL").inc()
+        return response
+
+    def prepare(message: pb.ClassifyStreamRequest):
+        """Validate, route and snapshot context in arrival order (before any await)."""
+        arrived = time.monotonic()
+        try:
+            if isinstance(message, Undecodable):
+                raise InvalidArgument(message.field, message.problem)
+            cid = message.conversation_id
+            if not cid:
+                raise InvalidArgument("conversation_id", "must not be empty")
+            if len(cid) > MAX_CONVERSATION_ID_CHARS:
+                raise InvalidArgument(
+                    "conversation_id",
+                    f"is {len(cid)} characters long; the limit is {MAX_CONVERSATION_ID_CHARS}",
+                )
+            options = options_from(message.options)
+            if options.long_text is LongTextMode.CHUNK:
+                raise InvalidArgument("options.long_text_mode", "chunk mode is not available on streams")
+            resolved = pipeline.resolve(message.model or settings.stream_model, options)
+            spec = resolved.spec
+            history = store.history(cid) if spec.context_turns else ()
+            request = ClassifyInput(message.text, spec.name, options, history, message.speaker)
+            pipeline.check_request(request, resolved)
+        except GatewayError as exc:
+            return exc
+        store.append(cid, Turn(message.speaker, message.text))
+        return request, resolved, message_deadline(arrived, context.time_remaining(), message.timeout_ms)
+
+    async def read() -> None:
+        sequence = 0
+        try:
+            async for message in request_iterator:
+                task = asyncio.create_task(answer(message, sequence, prepare(message)))
+                await pending.put(task)
+                sequence += 1
+            await pending.put(None)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # handed to the writer, which re-raises it
+            await pending.put(exc)
+
+    reader = asyncio.create_task(read())
+    try:
+        while True:
+            item = await pending.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield await item
+    except asyncio.CancelledError:
+        code = grpc.StatusCode.CANCELLED
+        raise
+    except Exception as exc:
+        code = grpc.StatusCode.INTERNAL
+        log_unhandled("ClassifyStream", exc)
+        await context.abort(*to_status(InternalError()))
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        while not pending.empty():
+            item = pending.get_nowait()
+            if isinstance(item, asyncio.Task):
+                item.cancel()
+        store.clear()
+        REQUESTS.labels("ClassifyStream", code.name).inc()
+        LATENCY.labels("ClassifyStream").observe(time.perf_counter() - opened)

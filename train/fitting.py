@@ -1,0 +1,279 @@
+"""Training recipes: the task of each dataset, the fine-tuning loop, the artifact writer.
+
+Training keeps the word embeddings frozen (they are most of the encoder's parameters and
+barely move in a short fine-tune), so the committed artifact can leave them out and take
+them back from the base package. The epoch with the best dev macro-F1 is kept. The runs
+that use these (one model, or one per cross-validation fold) are in train/run.py and
+train/crossval.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from emotionaware.artifact import ArtifactManifest
+from emotionaware.context import format_context
+from emotionaware.datasets import load_goemotions, load_meld, load_perc, perc_folds
+from emotionaware.paths import MODELS_DIR
+from emotionaware.scores import to_scores
+from emotionaware.tokenization import TextTokenizer
+from train.batching import training_batches
+from train.config import TrainConfig
+from train.evaluate import multi_hot
+from train.metrics import multilabel_report, singlelabel_report, tune_thresholds
+from train.model import (
+    FROZEN_PARAMETERS,
+    MeanPoolClassifier,
+    build_from_base,
+    load_artifact,
+    save_artifact,
+)
+from train.predict import predict_logits
+from train.windows import text_windows
+
+log = logging.getLogger("train")
+
+
+def seed_everything(seed: int) -> random.Random:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    return random.Random(seed)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A dataset prepared for fine-tuning: token ids, targets and the dev metric for selection."""
+
+    labels: tuple[str, ...]
+    train_ids: list[list[int]]
+    train_targets: torch.Tensor  # float multi-hot (multi-label) or long class indices
+    dev_ids: list[list[int]]
+    dev_score: Callable[[np.ndarray], dict]  # dev scores -> {"select": metric, ...}
+    loss: nn.Module  # built with reduction="none": one value per example (or per label)
+    # Per-example loss weights (None: all 1), e.g. so a poem split into windows weighs one poem.
+    train_weights: torch.Tensor | None = None
+    # Token ids without context, swapped in for ``context_dropout`` of the examples each epoch.
+    train_ids_alone: list[list[int]] | None = None
+
+
+def weighted_loss(task: Task, logits: torch.Tensor, index: list[int]) -> torch.Tensor:
+    per_example = task.loss(logits, task.train_targets[index])
+    if per_example.ndim > 1:  # multi-label: mean over labels
+        per_example = per_example.mean(dim=1)
+    if task.train_weights is None:
+        return per_example.mean()
+    weights = task.train_weights[index]
+    return (per_example * weights).sum() / weights.sum()
+
+
+def goemotions_task(config: TrainConfig, tokenizer: TextTokenizer, data_dir: Path, limit: int) -> Task:
+    data = load_goemotions(data_dir)
+    train_set = data.train[:limit] if limit else data.train
+    dev_targets = multi_hot(data.dev, len(data.labels))
+
+    def dev_score(probs: np.ndarray) -> dict:
+        report = multilabel_report(probs, dev_targets, tune_thresholds(probs, dev_targets), data.labels)
+        return {
+            "select": report["macro_f1"],
+            "dev_macro_f1": report["macro_f1"],
+            "dev_micro_f1": report["micro_f1"],
+        }
+
+    return Task(
+        labels=data.labels,
+        train_ids=[tokenizer.encode(e.text).input_ids.tolist() for e in train_set],
+        train_targets=torch.tensor(multi_hot(train_set, len(data.labels)), dtype=torch.float32),
+        dev_ids=[tokenizer.encode(e.text).input_ids.tolist() for e in data.dev],
+        dev_score=dev_score,
+        loss=nn.BCEWithLogitsLoss(reduction="none"),
+    )
+
+
+def meld_task(config: TrainConfig, tokenizer: TextTokenizer, data_dir: Path, limit: int) -> Task:
+    data = load_meld(data_dir)
+    train_set = data.train[:limit] if limit else data.train
+    turns = config.train.context_turns
+    encode = lambda ex: [  # noqa: E731
+        tokenizer.encode(e.text, format_context(e.previous, e.speaker, turns)).input_ids.tolist() for e in ex
+    ]
+    dev_targets = np.array([e.label for e in data.dev])
+
+    def dev_score(probs: np.ndarray) -> dict:
+        report = singlelabel_report(probs, dev_targets, data.labels)
+        return {
+            "select": report["weighted_f1"],
+            "dev_weighted_f1": report["weighted_f1"],
+            "dev_macro_f1": report["macro_f1"],
+        }
+
+    alone = None
+    if turns and config.train.context_dropout > 0:
+        alone = [tokenizer.encode(e.text).input_ids.tolist() for e in train_set]
+    return Task(
+        labels=data.labels,
+        train_ids=encode(train_set),
+        train_targets=torch.tensor([e.label for e in train_set], dtype=torch.long),
+        dev_ids=encode(data.dev),
+        dev_score=dev_score,
+        loss=nn.CrossEntropyLoss(reduction="none"),
+        train_ids_alone=alone,
+    )
+
+
+def perc_task(config: TrainConfig, tokenizer: TextTokenizer, data_dir: Path, limit: int, fold: int) -> Task:
+    """PERC poems, cross-validation fold ``fold``: train on its training poems, score its held-out ones.
+
+    Poems are cut into overlapping windows exactly as the gateway's chunk mode cuts them; every
+    window carries its poem's label, windows of one poem share one poem's weight, and classes
+    are weighted inversely to their frequency (the metric is macro-F1 over nine unbalanced
+    classes). Held-out poems are scored like the gateway scores them: the token-weighted mean
+    of the windows' softmax.
+    """
+    data = load_perc(data_dir)
+    train_index, held_out = perc_folds(data.poems)[fold]
+    train_index = train_index[:limit] if limit else train_index
+    train_windows = text_windows(tokenizer, [data.poems[i].text for i in train_index])
+    held_windows = text_windows(tokenizer, [data.poems[i].text for i in held_out])
+    train_labels = np.array([data.poems[i].label for i in train_index])
+    class_weight = len(train_labels) / (
+        len(data.labels) * np.maximum(np.bincount(train_labels, minlength=len(data.labels)), 1)
+    )
+    per_poem = np.bincount(train_windows.owner, minlength=len(train_index))
+    weights = class_weight[train_labels[train_windows.owner]] / per_poem[train_windows.owner]
+    held_targets = np.array([data.poems[i].label for i in held_out])
+
+    def held_out_score(probs: np.ndarray) -> dict:
+        report = singlelabel_report(
+            held_windows.aggregate(probs, len(held_out), config.problem_type), held_targets, data.labels
+        )
+        return {"select": report["macro_f1"], "held_out_macro_f1": report["macro_f1"]}
+
+    return Task(
+        labels=data.labels,
+        train_ids=train_windows.ids,
+        train_targets=torch.tensor(train_labels[train_windows.owner], dtype=torch.long),
+        dev_ids=held_windows.ids,
+        dev_score=held_out_score,
+        loss=nn.CrossEntropyLoss(reduction="none"),
+        train_weights=torch.tensor(weights, dtype=torch.float32),
+    )
+
+
+TASKS: dict[str, Callable[..., Task]] = {
+    "goemotions": goemotions_task,
+    "meld": meld_task,
+    "perc": perc_task,
+}
+
+
+def initial_model(config: TrainConfig, num_labels: int) -> MeanPoolClassifier:
+    """The base encoder with a fresh head, or the encoder of ``init_from``'s committed model."""
+    params = config.train
+    model = build_from_base(config.base, num_labels, params.dropout)
+    if params.init_from:
+        donor, manifest = load_artifact(MODELS_DIR / params.init_from)
+        if manifest.base != config.base:
+            raise SystemExit(f"init_from {params.init_from!r} was trained from another base encoder")
+        model.encoder.load_state_dict(donor.encoder.state_dict())
+    return model
+
+
+def fit(config: TrainConfig, task: Task, tokenizer: TextTokenizer) -> tuple[MeanPoolClassifier, dict]:
+    """Fine-tune on ``task``; returns the selected model and the training log."""
+    params = config.train
+    rng = seed_everything(params.seed)
+    train_ids, dev_ids = task.train_ids, task.dev_ids
+    model = initial_model(config, len(task.labels))
+    frozen = {name.removeprefix("encoder.") for name in FROZEN_PARAMETERS}
+    for name, param in model.encoder.named_parameters():
+        param.requires_grad = name not in frozen
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim <= 1]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": params.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=params.learning_rate,
+    )
+    steps_per_epoch = math.ceil(len(train_ids) / params.batch_size)
+    total = steps_per_epoch * params.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(params.warmup_ratio * total), total)
+    history, best, best_state = [], -1.0, None
+    for epoch in range(1, params.epochs + 1):
+        model.train()
+        started, running = time.monotonic(), 0.0
+        epoch_ids = train_ids
+        if task.train_ids_alone is not None:
+            epoch_ids = [
+                alone if rng.random() < params.context_dropout else both
+                for both, alone in zip(train_ids, task.train_ids_alone, strict=True)
+            ]
+        batches = training_batches(
+            epoch_ids, params.batch_size, params.length_pool_batches, rng, tokenizer.pad_id
+        )
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{params.epochs}", unit="batch")
+        for step, batch in enumerate(bar, 1):
+            logits = model(batch.input_ids, batch.attention_mask)
+            loss = weighted_loss(task, logits, batch.index)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            running += loss.item()
+            bar.set_postfix(loss=f"{running / step:.4f}")
+        dev_probs = to_scores(predict_logits(model, dev_ids, tokenizer.pad_id), config.problem_type)
+        dev = task.dev_score(dev_probs)
+        entry = {
+            "epoch": epoch,
+            "train_loss": running / steps_per_epoch,
+            **{k: v for k, v in dev.items() if k != "select"},
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        history.append(entry)
+        log.info("epoch %d: %s", epoch, json.dumps(entry))
+        if not params.select_best_epoch:
+            selected = epoch
+        elif dev["select"] > best:
+            best, best_state, selected = dev["select"], copy.deepcopy(model.state_dict()), epoch
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model, {
+        "config": config.name,
+        "train_examples": len(train_ids),
+        "epochs": history,
+        "selected_epoch": selected,
+    }
+
+
+def write_artifact(
+    config: TrainConfig, task: Task, model: MeanPoolClassifier, log_entry: dict, out_dir: Path
+) -> None:
+    """The compact artifact plus train_log.json."""
+    params = config.train
+    manifest = ArtifactManifest(
+        name=config.name,
+        dataset=config.dataset,
+        base=config.base,
+        labels=task.labels,
+        problem_type=config.problem_type,
+        max_length=params.max_length,
+        dropout=params.dropout,
+        context_turns=params.context_turns,
+        long_text_mode=config.long_text_mode,
+    )
+    save_artifact(model, manifest, out_dir)
+    (out_dir / "train_log.json").write_text(json.dumps(log_entry, indent=2) + "\n")
