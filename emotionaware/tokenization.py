@@ -24,6 +24,11 @@ from tokenizers import Encoding, Tokenizer
 
 from emotionaware.text import normalize
 
+# Long texts in chunk mode: windows overlap by this many tokens, at most this many per text.
+# Training (train/windows.py) and serving (the gateway's defaults) use the same windows.
+CHUNK_OVERLAP_TOKENS = 32
+MAX_CHUNKS = 16
+
 # English averages about 4.5 characters per token; 8 makes the first prefix enough for
 # almost every text, so a second pass is rare.
 _CHARS_PER_TOKEN = 8

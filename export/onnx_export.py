@@ -16,7 +16,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from train.batching import inference_batches
+from train.minibatches import inference_batches
 
 log = logging.getLogger(__name__)
 

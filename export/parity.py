@@ -22,16 +22,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import f1_score
 
 from emotionaware.artifact import THRESHOLD_TOLERANCE, ProblemType, ServingRecord
 from emotionaware.context import format_context
-from emotionaware.datasets import DEFAULT_DATA_DIR, load_goemotions, load_meld, load_perc, perc_folds
+from emotionaware.datasets import (
+    DEFAULT_DATA_DIR,
+    load_goemotions,
+    load_meld,
+    load_perc,
+    multi_hot,
+    perc_folds,
+)
 from emotionaware.scores import to_scores
 from emotionaware.tokenization import TextTokenizer
 from export.onnx_export import onnx_logits, session
 from export.source import ExportSource
-from train.metrics import tune_thresholds
+from train.metrics import macro_f1, tune_thresholds, weighted_f1
 from train.predict import predict_logits
 
 log = logging.getLogger(__name__)
@@ -118,24 +124,13 @@ class Headline:
     score: Callable[[np.ndarray, np.ndarray], float]  # (targets, decisions) -> metric
 
 
-def macro_f1(targets: np.ndarray, predicted: np.ndarray) -> float:
-    return float(f1_score(targets, predicted.astype(int), average="macro", zero_division=0))
-
-
 def goemotions_headline(data_dir: Path) -> Headline:
     data = load_goemotions(data_dir)
 
     def split(examples: list) -> LabelledSplit:
-        targets = np.zeros((len(examples), len(data.labels)), dtype=int)
-        for row, example in enumerate(examples):
-            targets[row, list(example.labels)] = 1
-        return LabelledSplit([e.text for e in examples], targets)
+        return LabelledSplit([e.text for e in examples], multi_hot(examples, len(data.labels)))
 
     return Headline("macro-F1", split(data.dev), split(data.test), macro_f1)
-
-
-def weighted_f1(targets: np.ndarray, predicted: np.ndarray) -> float:
-    return float(f1_score(targets, predicted.astype(int), average="weighted", zero_division=0))
 
 
 def meld_headline(data_dir: Path, context_turns: int) -> Headline:

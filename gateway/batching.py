@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from emotionaware.padding import pad_rows
 from gateway.backends.base import Backend
 from gateway.errors import DeadlineExceeded, GatewayError, InternalError, Overloaded
 from gateway.metrics import BATCH_TEXTS, BATCH_TOKENS, PADDING_EFFICIENCY, QUEUE_DEPTH, STAGE_LATENCY
@@ -359,11 +360,7 @@ class MicroBatcher:
 
     def _pad(self, items: list[_Item]) -> dict[str, np.ndarray]:
         width = self._width(max(i.length for i in items))
-        ids = np.full((len(items), width), self._spec.tokenizer.pad_id, dtype=np.int64)
-        mask = np.zeros((len(items), width), dtype=np.int64)
-        for row, item in enumerate(items):
-            ids[row, : len(item.ids)] = item.ids
-            mask[row, : len(item.ids)] = 1
+        ids, mask = pad_rows([i.ids for i in items], self._spec.tokenizer.pad_id, width)
         tensors = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         return {name: tensors[name] for name in self._spec.input_names}
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from emotionaware.net import is_local_address
 from emotionaware.paths import MODEL_REPOSITORY
+from emotionaware.tokenization import CHUNK_OVERLAP_TOKENS, MAX_CHUNKS
 
 ENV_PREFIX = "EMOTIONAWARE_"
 DEFAULT_MODEL_REPOSITORY = MODEL_REPOSITORY
@@ -55,8 +56,8 @@ class Settings:
     stream_history_turns: int = 16  # turns kept per conversation of a stream
     stream_max_conversations: int = 1024  # per stream; the least recently used is forgotten
     stream_max_pending: int = 128  # messages of one stream being classified at once
-    max_chunks: int = 16
-    chunk_overlap_tokens: int = 32
+    max_chunks: int = MAX_CHUNKS
+    chunk_overlap_tokens: int = CHUNK_OVERLAP_TOKENS
     default_timeout_s: float = 10.0
     # Calls (a stream counts once) the server handles at once; beyond, gRPC refuses new ones
     # with RESOURCE_EXHAUSTED. With max_message_bytes it bounds the memory requests can hold.

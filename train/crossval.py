@@ -20,7 +20,7 @@ import numpy as np
 from emotionaware.datasets import load_perc, perc_folds
 from emotionaware.tokenization import TextTokenizer
 from train.config import TrainConfig
-from train.evaluate import evaluate
+from train.evaluate import MeasureExport, evaluate
 from train.fitting import TASKS, fit, write_artifact
 from train.folds import CROSSVAL, held_out_scores
 from train.model import base_model_path
@@ -28,7 +28,13 @@ from train.model import base_model_path
 log = logging.getLogger("train")
 
 
-def cross_validate(config: TrainConfig, out_dir: Path, data_dir: Path, limit_train: int = 0) -> dict:
+def cross_validate(
+    config: TrainConfig,
+    out_dir: Path,
+    data_dir: Path,
+    limit_train: int = 0,
+    measure_export: MeasureExport | None = None,
+) -> dict:
     """Train every fold, write the first fold's artifact and ``crossval.json``, then evaluate.
 
     ``limit_train`` (smoke runs) trains on that many poems of the first fold only.
@@ -66,4 +72,4 @@ def cross_validate(config: TrainConfig, out_dir: Path, data_dir: Path, limit_tra
         "train_logs": logs,
     }
     (out_dir / CROSSVAL).write_text(json.dumps(record, indent=1) + "\n")
-    return evaluate(out_dir, data_dir, check_export=not limit_train)
+    return evaluate(out_dir, data_dir, None if limit_train else measure_export)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,9 @@ import torch
 
 from emotionaware.artifact import (
     METRICS,
-    SERVING,
     THRESHOLD_TOLERANCE,
     THRESHOLDS,
     ArtifactManifest,
-    ServingRecord,
     load_thresholds,
 )
 from emotionaware.context import format_context
@@ -26,6 +25,7 @@ from emotionaware.datasets import (
     load_goemotions,
     load_meld,
     load_perc,
+    multi_hot,
     perc_folds,
 )
 from emotionaware.scores import to_scores
@@ -41,13 +41,6 @@ from train.predict import predict_logits
 from train.windows import MAX_WINDOWS, OVERLAP_TOKENS, text_windows
 
 
-def multi_hot(examples: list[MultiLabelExample], num_labels: int) -> np.ndarray:
-    targets = np.zeros((len(examples), num_labels), dtype=int)
-    for row, example in enumerate(examples):
-        targets[row, list(example.labels)] = 1
-    return targets
-
-
 def load_for_eval(model_dir: Path, data_dir: Path, loader):
     """The rebuilt model, its manifest, the gateway's tokenizer for it, and its dataset."""
     model, manifest = load_artifact(model_dir)
@@ -60,7 +53,7 @@ def load_for_eval(model_dir: Path, data_dir: Path, loader):
 
 
 def evaluate_goemotions(
-    model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, check_export: bool = True
+    model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, measure_export: MeasureExport | None = None
 ) -> dict:
     """Tune thresholds on dev, report dev and test; writes thresholds.json and metrics.json."""
     model, manifest, tokenizer, data = load_for_eval(model_dir, data_dir, load_goemotions)
@@ -106,7 +99,7 @@ def evaluate_goemotions(
         + "\n"
     )
     # After thresholds.json: the served graph is measured at the thresholds just written.
-    metrics["exported"] = exported_graphs(model_dir, data_dir) if check_export else None
+    metrics["exported"] = measure_export(model_dir, data_dir) if measure_export else None
     (model_dir / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
     test_preds = (test_probs >= thresholds).astype(int)
     figures = {
@@ -166,7 +159,9 @@ def conversation_scores(
     return to_scores(logits, manifest.problem_type), float(np.mean([t.truncated for t in encoded]))
 
 
-def evaluate_meld(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, check_export: bool = True) -> dict:
+def evaluate_meld(
+    model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, measure_export: MeasureExport | None = None
+) -> dict:
     """Softmax model on MELD with dialogue context: the top label is the prediction.
 
     Reported next to it: the same weights given the utterance alone (what context adds at
@@ -212,7 +207,7 @@ def evaluate_meld(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, check_expo
         "dev": report(data.dev, manifest.context_turns),
         "test": report(data.test, manifest.context_turns),
         "baselines": baselines,
-        "exported": exported_graphs(model_dir, data_dir) if check_export else None,
+        "exported": measure_export(model_dir, data_dir) if measure_export else None,
         "evaluated_with": {"torch": torch.__version__, "python": platform.python_version()},
     }
     (model_dir / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -255,7 +250,9 @@ def single_label_figures(
     }  # fmt: skip
 
 
-def evaluate_perc(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, check_export: bool = True) -> dict:
+def evaluate_perc(
+    model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, measure_export: MeasureExport | None = None
+) -> dict:
     """Cross-validated poem classification against TF-IDF + LR on the same folds.
 
     The cross-validated metrics are recomputed from the out-of-fold scores recorded by the
@@ -321,7 +318,7 @@ def evaluate_perc(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, check_expo
             **singlelabel_report(served, targets[first], data.labels),
         },
         "baselines": {"tfidf_lr": {"recipe": RECIPE, "crossval": cv_report(baseline_oof)}},
-        "exported": exported_graphs(model_dir, data_dir) if check_export else None,
+        "exported": measure_export(model_dir, data_dir) if measure_export else None,
         "evaluated_with": {"torch": torch.__version__, "python": platform.python_version()},
     }
     (model_dir / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -331,60 +328,22 @@ def evaluate_perc(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, check_expo
     return metrics
 
 
-# Why the CPU flavour serves the fused fp32 graph (bench/cpu_graphs.py has the measurements).
-FP32_REASON = (
-    "its scores do not depend on batch neighbours or on the CPU; the int8 graphs measured in "
-    "bench/cpu_graphs.py were faster but moved with batch composition, or slower."
-)
-
-
-def exported_graphs(model_dir: Path, data_dir: Path) -> dict:
-    """Measure the graph the CPU flavour serves and record it in ``serving.json``.
-
-    Runs the real export (fp32 ONNX, fusions, checks) into a temporary folder, so the card
-    states what the served graph scores at the committed thresholds, not only the PyTorch
-    model. Every later export verifies this record instead of re-deriving anything.
-    """
-    import tempfile
-
-    from export.cli import export_source
-    from export.source import from_artifact
-    from export.triton_repo import CpuOptions
-
-    previous = ServingRecord.load(model_dir)
-    graph = previous.cpu_graph if previous else "fp32"
-    with tempfile.TemporaryDirectory(prefix="eval-export-") as tmp:
-        result = export_source(
-            from_artifact(model_dir), Path(tmp) / "repo", Path(tmp) / "gpu", data_dir,
-            cpu=CpuOptions(served_graph=graph), measure_test=True,
-        )  # fmt: skip
-    parity = result.parity
-    record = ServingRecord(graph, FP32_REASON, parity.headline, parity.dev, parity.test)
-    (model_dir / SERVING).write_text(record.to_json())
-    return {
-        "served_cpu_graph": graph,
-        "reason": record.reason,
-        "headline": {
-            f"{graph} dev {parity.headline}": parity.dev,
-            f"{graph} test {parity.headline}": parity.test,
-        },
-        "checks": {
-            c["name"]: {"value": c["value"], "limit": c["limit"], "passed": c["passed"]}
-            for c in result.report["checks"]
-        },
-    }
-
+# Measures the served graph of an artifact and records it (model_dir, data_dir) -> report.
+MeasureExport = Callable[[Path, Path], dict]
 
 EVALUATORS = {"goemotions": evaluate_goemotions, "meld": evaluate_meld, "perc": evaluate_perc}
 
 
-def evaluate(model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, check_export: bool = True) -> dict:
+def evaluate(
+    model_dir: Path, data_dir: Path = DEFAULT_DATA_DIR, measure_export: MeasureExport | None = None
+) -> dict:
     """Recompute and write metrics.json, the model card and its figures for ``model_dir``.
 
-    ``check_export=False`` skips the fp32/int8 export measurement (smoke runs on a few
-    examples: an untrained model is not expected to survive int8 quantization).
+    ``measure_export`` (export.serving_record.measure_served_graph, passed in by the command
+    lines in launcher/models.py) runs the real export and records the served graph's scores
+    in ``serving.json``; without it (smoke runs, unit tests) the card has no export section.
     """
     manifest = ArtifactManifest.load(model_dir)
     if manifest.dataset not in EVALUATORS:
         raise SystemExit(f"no evaluation defined for dataset {manifest.dataset!r} of model {manifest.name!r}")
-    return EVALUATORS[manifest.dataset](model_dir, data_dir, check_export)
+    return EVALUATORS[manifest.dataset](model_dir, data_dir, measure_export)

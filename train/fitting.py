@@ -27,14 +27,13 @@ from transformers import get_linear_schedule_with_warmup
 
 from emotionaware.artifact import ArtifactManifest
 from emotionaware.context import format_context
-from emotionaware.datasets import load_goemotions, load_meld, load_perc, perc_folds
+from emotionaware.datasets import load_goemotions, load_meld, load_perc, multi_hot, perc_folds
 from emotionaware.paths import MODELS_DIR
 from emotionaware.scores import to_scores
 from emotionaware.tokenization import TextTokenizer
-from train.batching import training_batches
 from train.config import TrainConfig
-from train.evaluate import multi_hot
 from train.metrics import multilabel_report, singlelabel_report, tune_thresholds
+from train.minibatches import training_batches
 from train.model import (
     FROZEN_PARAMETERS,
     MeanPoolClassifier,

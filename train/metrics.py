@@ -100,3 +100,13 @@ def singlelabel_report(probs: np.ndarray, targets: np.ndarray, labels: Sequence[
         "per_label": per_label(labels, p, r, f, support),
         "confusion_matrix": confusion_matrix(targets, preds, labels=classes).tolist(),
     }
+
+
+def macro_f1(targets: np.ndarray, predicted: np.ndarray) -> float:
+    """Macro-F1 of 0/1 decisions (the multi-label headline)."""
+    return float(f1_score(targets, predicted.astype(int), average="macro", zero_division=0))
+
+
+def weighted_f1(targets: np.ndarray, predicted: np.ndarray) -> float:
+    """Support-weighted F1 (the single-label headline)."""
+    return float(f1_score(targets, predicted.astype(int), average="weighted", zero_division=0))

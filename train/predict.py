@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from train.batching import inference_batches
+from train.minibatches import inference_batches
 
 
 @torch.inference_mode()

@@ -9,12 +9,12 @@ import numpy as np
 
 from emotionaware.artifact import ProblemType
 from emotionaware.scores import aggregate_windows
-from emotionaware.tokenization import TextTokenizer
+from emotionaware.tokenization import CHUNK_OVERLAP_TOKENS, MAX_CHUNKS, TextTokenizer
 
 # The gateway's defaults (gateway.settings.Settings: chunk_overlap_tokens, max_chunks), so
 # training and evaluation see the windows a default deployment classifies.
-OVERLAP_TOKENS = 32
-MAX_WINDOWS = 16
+OVERLAP_TOKENS = CHUNK_OVERLAP_TOKENS
+MAX_WINDOWS = MAX_CHUNKS
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import pytest
 from safetensors import safe_open
 
 from emotionaware.artifact import MANIFEST, METRICS, WEIGHTS, ArtifactManifest
+from emotionaware.paths import MODELS_DIR
 from emotionaware.taxonomy import GOEMOTIONS_LABELS
-from train.cli import MODELS_DIR
 from train.config import TrainConfig
 from train.model import FROZEN_PARAMETERS, load_artifact
 
@@ -207,7 +207,7 @@ def test_eval_refuses_a_crossval_record_the_committed_weights_do_not_reproduce(t
     ]
     (tmp_path / CROSSVAL).write_text(json.dumps(record))
     with pytest.raises(ValueError, match="do not reproduce the recorded fold-1 scores"):
-        evaluate_perc(tmp_path, data_dir, check_export=False)
+        evaluate_perc(tmp_path, data_dir)
 
 
 def test_ablation_scores_out_of_dataset_order_are_refused(tmp_path, data_dir):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import baselines, gateway_load
+from bench import gateway_load, speed_baselines
 
 
 async def test_load_generator_shapes_run_without_errors(gateway_target, data_dir):
@@ -23,5 +23,5 @@ def test_in_process_ceiling_baseline(exported_repo, data_dir):
     from emotionaware.datasets import load_goemotions
 
     texts = [e.text for e in load_goemotions(data_dir).test[:128]]
-    ceiling = baselines.ort_ceiling(texts, exported_repo, "goemotions", threads=2)
+    ceiling = speed_baselines.ort_ceiling(texts, exported_repo, "goemotions", threads=2)
     assert ceiling.texts == 128 and ceiling.texts_per_s > 0

@@ -1,4 +1,5 @@
-"""``emotionaware-train`` and ``emotionaware-eval`` command lines."""
+"""``emotionaware-train`` and ``emotionaware-eval``: training and evaluation runs that also
+measure the served graph (export), which is why they live above both train/ and export/."""
 
 from __future__ import annotations
 
@@ -33,11 +34,13 @@ def train_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = TrainConfig.for_model(args.model).with_overrides(epochs=args.epochs)
-    from train.run import train  # torch import is slow; keep --help fast
+    from export.serving_record import measure_served_graph  # torch import is slow; keep --help fast
+    from train.run import train
 
     # An ablation is not served: its weights go to build/, only its scores into models/.
     default_out = (MODELS_DIR.parent / "build" if config.ablation_of else MODELS_DIR) / args.model
-    metrics = train(config, args.out or default_out, args.data_dir, args.limit_train)
+    out = args.out or default_out
+    metrics = train(config, out, args.data_dir, args.limit_train, measure_export=measure_served_graph)
     headline_split = metrics.get("test") or metrics["crossval"]
     print(json.dumps({k: v for k, v in headline_split.items() if k.endswith(("_f1", "accuracy"))}, indent=2))
 
@@ -47,9 +50,10 @@ def eval_main(argv: list[str] | None = None) -> None:
     _common(parser)
     parser.add_argument("--model-dir", type=Path, help="artifact folder (default: models/<model>)")
     args = parser.parse_args(argv)
+    from export.serving_record import measure_served_graph
     from train.evaluate import evaluate
 
-    metrics = evaluate(args.model_dir or MODELS_DIR / args.model, args.data_dir)
+    metrics = evaluate(args.model_dir or MODELS_DIR / args.model, args.data_dir, measure_served_graph)
     print(
         headline(metrics["test"]) if "test" in metrics else headline(metrics["crossval"], "cross-validated")
     )

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from emotionaware.padding import pad_rows
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -19,14 +21,8 @@ class Batch:
 
 
 def pad(token_ids: Sequence[Sequence[int]], index: list[int], pad_id: int) -> Batch:
-    width = max(len(token_ids[i]) for i in index)
-    ids = torch.full((len(index), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(index), width), dtype=torch.long)
-    for row, i in enumerate(index):
-        seq = token_ids[i]
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    return Batch(ids, mask, index)
+    ids, mask = pad_rows([token_ids[i] for i in index], pad_id)
+    return Batch(torch.from_numpy(ids), torch.from_numpy(mask), index)
 
 
 def training_batches(
