@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from emotionaware.net import is_local_address
@@ -20,69 +20,106 @@ ENV_PREFIX = "EMOTIONAWARE_"
 DEFAULT_MODEL_REPOSITORY = MODEL_REPOSITORY
 
 
+def setting(default: object, help: str):
+    """A settings field with its ``--help`` text: one place says what each setting does."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class Settings:
     """Gateway configuration (see ``emotionaware-gateway --help`` for each field)."""
 
-    listen: str = "127.0.0.1:50051"
-    # TLS for the public port: PEM files (both or neither); empty serves plaintext.
-    tls_cert_file: str = ""
-    tls_key_file: str = ""
-    # mTLS: PEM CA bundle; when set, the TLS handshake requires a client certificate it signed.
-    tls_client_ca_file: str = ""
-    # Bearer tokens: TOML file of SHA-256 hashes naming clients (gateway/auth.py), hot-reloaded.
-    auth_tokens_file: str = ""
-    # Without tokens or mTLS every caller is "anonymous": allowed on loopback only unless this is set.
-    allow_unauthenticated: bool = False
-    credentials_poll_s: float = 2.0  # how often the tokens file and TLS files are checked for changes
-    audit_log: bool = True  # one line per call on the emotionaware.audit logger (never text)
-    # Extra plaintext port serving only grpc.health.v1 (for kubelet probes, which cannot speak
-    # TLS); empty: none.
-    health_listen: str = ""
-    triton_url: str = "127.0.0.1:8001"
-    # "triton" (gRPC to triton_url) or "embedded" (ONNX Runtime in this process, same graphs).
-    backend: str = "triton"
-    model_repository: Path = DEFAULT_MODEL_REPOSITORY
-    # Routing file (TOML, see gateway/routing.py), hot-reloaded; empty: every model in the
-    # repository under its own name, aliases default/stable -> default_model.
-    routing_file: str = ""
-    routing_poll_s: float = 2.0
-    models: tuple[str, ...] = ()  # without a routing file: models to serve (empty: all)
-    default_model: str = "goemotions"
-    stream_model: str = "conversation"  # model (or alias) of ClassifyStream messages naming none
-    max_text_chars: int = 10_000
-    max_batch_texts: int = 256
-    max_context_turns: int = 64
-    stream_history_turns: int = 16  # turns kept per conversation of a stream
-    stream_max_conversations: int = 1024  # per stream; the least recently used is forgotten
-    stream_max_pending: int = 128  # messages of one stream being classified at once
-    max_chunks: int = MAX_CHUNKS
-    chunk_overlap_tokens: int = CHUNK_OVERLAP_TOKENS
-    default_timeout_s: float = 10.0
+    listen: str = setting("127.0.0.1:50051", "host:port the gRPC server binds (0.0.0.0:50051 in containers)")
+    tls_cert_file: str = setting("", "PEM certificate chain for TLS on the listen port (with --tls-key-file)")
+    tls_key_file: str = setting("", "PEM private key for TLS on the listen port")
+    tls_client_ca_file: str = setting(
+        "", "PEM CA bundle: require client certificates it signed (mTLS; needs TLS)"
+    )
+    auth_tokens_file: str = setting(
+        "", "TOML file of hashed bearer tokens naming clients (hot-reloaded); see gateway/auth.py"
+    )
+    allow_unauthenticated: bool = setting(
+        False, "serve a non-loopback address without tokens or mTLS (every caller is 'anonymous')"
+    )
+    credentials_poll_s: float = setting(
+        2.0, "seconds between checks of the tokens file and TLS files for changes"
+    )
+    audit_log: bool = setting(
+        True, "write one audit line per call (client, rpc, models, status, latency, sizes; never text)"
+    )
+    health_listen: str = setting(
+        "", "host:port of an extra plaintext port with only grpc.health.v1 (for probes)"
+    )
+    triton_url: str = setting("127.0.0.1:8001", "Triton gRPC endpoint host:port")
+    backend: str = setting(
+        "triton", "inference backend: triton (gRPC to --triton-url) or embedded (ONNX Runtime in process)"
+    )
+    model_repository: Path = setting(
+        DEFAULT_MODEL_REPOSITORY,
+        "Triton model repository holding each model's tokenizer, labels and metadata",
+    )
+    routing_file: str = setting(
+        "", "TOML routing file (models, versions, aliases, canary weights, limits); hot-reloaded"
+    )
+    routing_poll_s: float = setting(2.0, "seconds between checks of the routing file for changes")
+    models: tuple[str, ...] = setting(
+        (), "without a routing file: comma-separated model names to serve (empty: all in the repository)"
+    )
+    default_model: str = setting("goemotions", "without a routing file: model of the default alias")
+    stream_model: str = setting(
+        "conversation", "model or alias used by ClassifyStream messages that name none"
+    )
+    max_text_chars: int = setting(
+        10_000, "longest accepted text, in characters (a routing file can set it per model)"
+    )
+    max_batch_texts: int = setting(
+        256, "most texts per ClassifyBatch call (a routing file can set it per model)"
+    )
+    max_context_turns: int = setting(64, "most context turns accepted in one Classify request")
+    stream_history_turns: int = setting(16, "earlier turns kept per conversation of a stream")
+    stream_max_conversations: int = setting(
+        1024, "conversations remembered per stream (least recently used forgotten)"
+    )
+    stream_max_pending: int = setting(
+        128, "messages of one stream classified at once (the stream is not read beyond)"
+    )
+    max_chunks: int = setting(MAX_CHUNKS, "most windows classified per text in chunk mode")
+    chunk_overlap_tokens: int = setting(
+        CHUNK_OVERLAP_TOKENS, "tokens shared by consecutive windows in chunk mode"
+    )
+    default_timeout_s: float = setting(10.0, "deadline applied when a client sends none, in seconds")
     # Calls (a stream counts once) the server handles at once; beyond, gRPC refuses new ones
     # with RESOURCE_EXHAUSTED. With max_message_bytes it bounds the memory requests can hold.
-    max_concurrent_rpcs: int = 1024
+    max_concurrent_rpcs: int = setting(
+        1024, "calls handled at once (a stream counts once); beyond: RESOURCE_EXHAUSTED"
+    )
     # A full ClassifyBatch (256 texts x 10,000 characters, up to 4 bytes each) exceeds gRPC's 4 MiB default.
-    max_message_bytes: int = 16 * 1024 * 1024
-    # Micro-batching across concurrent requests (per model version).
-    batch_max_texts: int = 64
-    batch_token_budget: int = 8192  # padded tokens per batch
-    batch_wait_ms: float = 2.0  # longest a sequence waits for its batch to fill
-    batch_max_inflight: int = 2  # batches of one model at the backend at once
-    queue_max_texts: int = 2048  # sequences waiting per model; beyond: RESOURCE_EXHAUSTED
-    # Longest a request may expect to wait for the work queued ahead of it; beyond:
-    # RESOURCE_EXHAUSTED at once (0: no time budget, only the deadline and the count).
-    queue_budget_ms: float = 500.0
-    retry_after_ms: int = 100  # back-off suggested to clients on RESOURCE_EXHAUSTED
-    pad_to_buckets: bool = False  # pad batches to the model's length buckets (GPU flavour)
-    backend_retries: int = 2  # retries of an inference call after UNAVAILABLE
-    backend_threads: int = 0  # embedded backend: ONNX Runtime intra-op threads (0: per core)
-    metrics_port: int = 9090
-    health_poll_s: float = 2.0
-    shutdown_grace_s: float = 10.0
+    max_message_bytes: int = setting(
+        16 * 1024 * 1024, "largest gRPC message accepted or sent, in bytes (client and Triton side too)"
+    )
+    batch_max_texts: int = setting(64, "most sequences per batch sent to the backend")
+    batch_token_budget: int = setting(8192, "most padded tokens (sequences x padded length) per batch")
+    batch_wait_ms: float = setting(2.0, "longest a sequence waits for more to batch with, in milliseconds")
+    batch_max_inflight: int = setting(2, "batches of one model version at the backend at the same time")
+    queue_max_texts: int = setting(2048, "sequences queued per model version before RESOURCE_EXHAUSTED")
+    queue_budget_ms: float = setting(
+        500.0,
+        "refuse requests when a text queued now would not be answered within this, in milliseconds (0: off)",
+    )
+    retry_after_ms: int = setting(
+        100, "back-off suggested in the retry-after-ms trailer of RESOURCE_EXHAUSTED"
+    )
+    pad_to_buckets: bool = setting(
+        False, "pad batches to the model's length buckets (for backends without ragged batching)"
+    )
+    backend_retries: int = setting(2, "retries of an inference call that failed with UNAVAILABLE")
+    backend_threads: int = setting(0, "embedded backend: ONNX Runtime intra-op threads (0: one per core)")
+    metrics_port: int = setting(9090, "Prometheus metrics HTTP port (0 disables)")
+    health_poll_s: float = setting(2.0, "seconds between readiness checks of Triton and the models")
+    shutdown_grace_s: float = setting(10.0, "seconds in-flight requests get to finish on SIGTERM")
     # Request text is private: no log line of the gateway ever contains it.
-    log_level: str = "INFO"
-    log_format: str = "text"  # or "json": one JSON object per line
+    log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")
+    log_format: str = setting("text", "text or json (one JSON object per line); request text is never logged")
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
@@ -123,53 +160,6 @@ class Settings:
             raise ValueError("batch_wait_ms, chunk_overlap_tokens and backend_retries must not be negative")
 
 
-_HELP = {
-    "listen": "host:port the gRPC server binds (0.0.0.0:50051 in containers)",
-    "tls_cert_file": "PEM certificate chain for TLS on the listen port (with --tls-key-file)",
-    "tls_key_file": "PEM private key for TLS on the listen port",
-    "tls_client_ca_file": "PEM CA bundle: require client certificates it signed (mTLS; needs TLS)",
-    "auth_tokens_file": "TOML file of hashed bearer tokens naming clients (hot-reloaded); see gateway/auth.py",
-    "allow_unauthenticated": "serve a non-loopback address without tokens or mTLS (every caller is 'anonymous')",
-    "credentials_poll_s": "seconds between checks of the tokens file and TLS files for changes",
-    "audit_log": "write one audit line per call (client, rpc, models, status, latency, sizes; never text)",
-    "health_listen": "host:port of an extra plaintext port with only grpc.health.v1 (for probes)",
-    "triton_url": "Triton gRPC endpoint host:port",
-    "backend": "inference backend: triton (gRPC to --triton-url) or embedded (ONNX Runtime in process)",
-    "model_repository": "Triton model repository holding each model's tokenizer, labels and metadata",
-    "routing_file": "TOML routing file (models, versions, aliases, canary weights, limits); hot-reloaded",
-    "routing_poll_s": "seconds between checks of the routing file for changes",
-    "models": "without a routing file: comma-separated model names to serve (empty: all in the repository)",
-    "default_model": "without a routing file: model of the default alias",
-    "stream_model": "model or alias used by ClassifyStream messages that name none",
-    "max_text_chars": "longest accepted text, in characters (a routing file can set it per model)",
-    "max_batch_texts": "most texts per ClassifyBatch call (a routing file can set it per model)",
-    "max_context_turns": "most context turns accepted in one Classify request",
-    "stream_history_turns": "earlier turns kept per conversation of a stream",
-    "stream_max_conversations": "conversations remembered per stream (least recently used forgotten)",
-    "stream_max_pending": "messages of one stream classified at once (the stream is not read beyond)",
-    "max_chunks": "most windows classified per text in chunk mode",
-    "chunk_overlap_tokens": "tokens shared by consecutive windows in chunk mode",
-    "default_timeout_s": "deadline applied when a client sends none, in seconds",
-    "max_concurrent_rpcs": "calls handled at once (a stream counts once); beyond: RESOURCE_EXHAUSTED",
-    "max_message_bytes": "largest gRPC message accepted or sent, in bytes (client and Triton side too)",
-    "batch_max_texts": "most sequences per batch sent to the backend",
-    "batch_token_budget": "most padded tokens (sequences x padded length) per batch",
-    "batch_wait_ms": "longest a sequence waits for more to batch with, in milliseconds",
-    "batch_max_inflight": "batches of one model version at the backend at the same time",
-    "queue_max_texts": "sequences queued per model version before RESOURCE_EXHAUSTED",
-    "queue_budget_ms": "refuse requests when a text queued now would not be answered within this, in milliseconds (0: off)",
-    "retry_after_ms": "back-off suggested in the retry-after-ms trailer of RESOURCE_EXHAUSTED",
-    "pad_to_buckets": "pad batches to the model's length buckets (for backends without ragged batching)",
-    "backend_retries": "retries of an inference call that failed with UNAVAILABLE",
-    "backend_threads": "embedded backend: ONNX Runtime intra-op threads (0: one per core)",
-    "metrics_port": "Prometheus metrics HTTP port (0 disables)",
-    "health_poll_s": "seconds between readiness checks of Triton and the models",
-    "shutdown_grace_s": "seconds in-flight requests get to finish on SIGTERM",
-    "log_level": "DEBUG, INFO, WARNING or ERROR",
-    "log_format": "text or json (one JSON object per line); request text is never logged",
-}
-
-
 def _boolean(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -201,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
             dest=f.name,
             type=_converter(f.default),
             default=None,
-            help=f"{_HELP[f.name]} [env {env}, default {f.default}]",
+            help=f"{f.metadata['help']} [env {env}, default {f.default}]",
         )
     return parser
 
