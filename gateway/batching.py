@@ -104,7 +104,7 @@ class MicroBatcher:
         # Backends without ragged batching need widths from a fixed set (the model's buckets).
         buckets = spec.length_buckets or _FALLBACK_BUCKETS
         self._bounds = (
-            sorted({b for b in buckets if b < limit} | {limit}) if settings.pad_to_buckets else None
+            sorted({b for b in buckets if b < limit} | {limit}) if backend.pads_to_buckets else None
         )
         self._queue: list[_Item] = []  # sorted by length, then arrival
         self._arrivals: deque[_Item] = deque()  # arrival order; taken items are skipped lazily

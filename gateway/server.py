@@ -150,7 +150,11 @@ def make_backend(settings: Settings) -> Backend:
 
         return EmbeddedBackend(settings.model_repository, settings.backend_threads)
     return TritonBackend(
-        settings.triton_url, settings.max_message_bytes, settings.backend_retries, settings.retry_after_ms
+        settings.triton_url,
+        settings.max_message_bytes,
+        settings.backend_retries,
+        settings.retry_after_ms,
+        pads_to_buckets=settings.pad_to_buckets,
     )
 
 

@@ -24,6 +24,10 @@ class BatchOutput:
 class Backend(Protocol):
     """Runs a model on padded batches of token ids and reports readiness."""
 
+    # True when the model server merges only equal shapes (Triton's ONNX Runtime backend, the
+    # GPU flavour): the batcher then pads every batch to one of the model's length buckets.
+    pads_to_buckets: bool
+
     async def infer(
         self, model: str, version: str, inputs: dict[str, np.ndarray], timeout_s: float
     ) -> BatchOutput:

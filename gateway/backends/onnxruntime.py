@@ -34,6 +34,8 @@ def served_graph(model_dir: Path) -> str:
 class EmbeddedBackend:
     """ONNX Runtime sessions per (model, version), created on first use."""
 
+    pads_to_buckets = False  # ONNX Runtime in process takes any batch shape
+
     def __init__(self, repository: Path, threads: int = 0) -> None:
         self._repository = Path(repository)
         self._threads = threads

@@ -39,7 +39,16 @@ def translate(exc: InferenceServerException, retry_after_ms: int = 100) -> Gatew
 class TritonBackend:
     """Triton Inference Server over gRPC with the asyncio client."""
 
-    def __init__(self, url: str, max_message_bytes: int, retries: int = 2, retry_after_ms: int = 100) -> None:
+    def __init__(
+        self,
+        url: str,
+        max_message_bytes: int,
+        retries: int = 2,
+        retry_after_ms: int = 100,
+        pads_to_buckets: bool = False,
+    ) -> None:
+        """``pads_to_buckets``: the Triton behind ``url`` serves graphs that batch equal shapes only."""
+        self.pads_to_buckets = pads_to_buckets
         self._retries = retries
         self._retry_after_ms = retry_after_ms
         channel_args = [

@@ -26,6 +26,10 @@ class FaultyBackend:
             raise self.error
         return await self.inner.infer(model, version, inputs, timeout_s)
 
+    @property
+    def pads_to_buckets(self) -> bool:
+        return self.inner.pads_to_buckets
+
     async def is_ready(self, models):
         return self.ready and await self.inner.is_ready(models)
 

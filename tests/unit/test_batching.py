@@ -18,8 +18,11 @@ from gateway.specs import ModelSpec
 
 
 class RecordingBackend:
-    def __init__(self, delay_s: float = 0.0, error: Exception | None = None) -> None:
+    def __init__(
+        self, delay_s: float = 0.0, error: Exception | None = None, pads_to_buckets: bool = False
+    ) -> None:
         self.delay_s, self.error, self.batches = delay_s, error, []
+        self.pads_to_buckets = pads_to_buckets
 
     async def infer(self, model, version, inputs, timeout_s):
         self.batches.append({k: v.copy() for k, v in inputs.items()})
@@ -105,8 +108,8 @@ async def test_under_load_batches_hold_nearly_one_length():
 
 
 async def test_padding_is_to_the_longest_or_to_the_bucket():
-    backend = RecordingBackend()
-    batcher = MicroBatcher(backend, make_spec(), Settings(pad_to_buckets=True))
+    backend = RecordingBackend(pads_to_buckets=True)
+    batcher = MicroBatcher(backend, make_spec(), Settings())
     await run_all(batcher, [20])
     assert backend.batches[0]["input_ids"].shape == (1, 32)  # the model's bucket, as Triton's ORT needs
     assert backend.batches[0]["attention_mask"].sum() == 20
