@@ -34,7 +34,7 @@ from gateway.errors import (
 )
 from gateway.metrics import ITEM_ERRORS, LATENCY, REQUESTS
 from gateway.pipeline import Pipeline
-from gateway.streams import stream_session
+from gateway.streams import StreamSession
 from gateway.types import ClassifyInput
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,6 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
     async def ClassifyStream(
         self, request_iterator: AsyncIterator[pb.ClassifyStreamRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ClassifyStreamResponse]:
-        """Answer each message in arrival order (see :func:`gateway.streams.stream_session`)."""
-        async for response in stream_session(self.pipeline, request_iterator, context):
+        """Answer each message in arrival order (see :class:`gateway.streams.StreamSession`)."""
+        async for response in StreamSession(self.pipeline, context).run(request_iterator):
             yield response

@@ -70,58 +70,36 @@ class ConversationStore:
 MAX_CONVERSATION_ID_CHARS = 128
 
 
-async def stream_session(
-    pipeline: Pipeline,
-    request_iterator: AsyncIterator[pb.ClassifyStreamRequest],
-    context: grpc.aio.ServicerContext,
-) -> AsyncIterator[pb.ClassifyStreamResponse]:
+class StreamSession:
     """One ClassifyStream: answer each message in arrival order, classifying them concurrently.
 
     Messages are validated, routed and given their conversation's context in arrival order
-    (before any await), then classified as tasks; at most ``stream_max_pending`` are in
-    flight, and the stream is not read beyond. Each message gets its answer or its error in
-    its own slot; the stream's deadline and a message's ``timeout_ms`` bound each message.
+    (:meth:`prepare`, before any await), then classified as tasks (:meth:`answer`); at most
+    ``stream_max_pending`` are in flight, and the stream is not read beyond. Each message gets
+    its answer or its error in its own slot; the stream's deadline and a message's
+    ``timeout_ms`` bound each message (:meth:`deadline`).
     """
-    settings = pipeline.settings
 
-    def message_deadline(arrived: float, stream_remaining: float | None, timeout_ms: int) -> float:
+    def __init__(self, pipeline: Pipeline, context: grpc.aio.ServicerContext) -> None:
+        self.pipeline = pipeline
+        self.settings = pipeline.settings
+        self.context = context
+        self.store = ConversationStore(
+            self.settings.stream_history_turns, self.settings.stream_max_conversations
+        )
+        # Answers in arrival order: a task per message, None at the end, or the reader's error.
+        self.pending: asyncio.Queue[asyncio.Task | BaseException | None] = asyncio.Queue(
+            self.settings.stream_max_pending
+        )
+
+    def deadline(self, arrived: float, timeout_ms: int) -> float:
         """The documented rule (proto ClassifyStreamRequest.timeout_ms), as a monotonic time."""
         limits = [arrived + timeout_ms / 1000] if timeout_ms else []
-        if stream_remaining is not None:
+        if (stream_remaining := self.context.time_remaining()) is not None:
             limits.append(time.monotonic() + stream_remaining)
-        return min(limits) if limits else arrived + settings.default_timeout_s
+        return min(limits) if limits else arrived + self.settings.default_timeout_s
 
-    store = ConversationStore(settings.stream_history_turns, settings.stream_max_conversations)
-    pending: asyncio.Queue[asyncio.Task | BaseException | None] = asyncio.Queue(settings.stream_max_pending)
-    code = grpc.StatusCode.OK
-    opened = time.perf_counter()
-
-    async def answer(message: pb.ClassifyStreamRequest, sequence: int, prepared) -> pb.ClassifyStreamResponse:
-        started = time.perf_counter()
-        response = pb.ClassifyStreamResponse(sequence=sequence)
-        if not isinstance(message, Undecodable):
-            response.conversation_id = message.conversation_id
-            response.message_id = message.message_id
-        try:
-            if isinstance(prepared, GatewayError):
-                raise prepared
-            request, resolved, deadline = prepared
-            try:
-                async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
-                    result = await pipeline.classify(request, deadline, resolved)
-            except TimeoutError as exc:
-                raise DeadlineExceeded("the message deadline passed before an answer was ready") from exc
-            response.result.CopyFrom(to_proto(result, started))
-        except GatewayError as exc:
-            response.error.CopyFrom(error_proto(exc))
-            ITEM_ERRORS.labels("ClassifyStream", to_status(exc)[0].name).inc()
-        except Exception as exc:
-            log_unhandled("ClassifyStream", exc)
-            response.error.CopyFrom(error_proto(InternalError()))
-            ITEM_ERRORS.labels("ClassifyStream", "INTERNAL").inc()
-        return response
-
-    def prepare(message: pb.ClassifyStreamRequest):
+    def prepare(self, message: pb.ClassifyStreamRequest | Undecodable):
         """Validate, route and snapshot context in arrival order (before any await)."""
         arrived = time.monotonic()
         try:
@@ -138,53 +116,87 @@ async def stream_session(
             options = options_from(message.options)
             if options.long_text is LongTextMode.CHUNK:
                 raise InvalidArgument("options.long_text_mode", "chunk mode is not available on streams")
-            resolved = pipeline.resolve(message.model or settings.stream_model, options)
+            resolved = self.pipeline.resolve(message.model or self.settings.stream_model, options)
             spec = resolved.spec
-            history = store.history(cid) if spec.context_turns else ()
+            history = self.store.history(cid) if spec.context_turns else ()
             request = ClassifyInput(message.text, spec.name, options, history, message.speaker)
-            pipeline.check_request(request, resolved)
+            self.pipeline.check_request(request, resolved)
         except GatewayError as exc:
             return exc
-        store.append(cid, Turn(message.speaker, message.text))
-        return request, resolved, message_deadline(arrived, context.time_remaining(), message.timeout_ms)
+        self.store.append(cid, Turn(message.speaker, message.text))
+        return request, resolved, self.deadline(arrived, message.timeout_ms)
 
-    async def read() -> None:
+    async def answer(self, message, sequence: int, prepared) -> pb.ClassifyStreamResponse:
+        """The response to one message: its result, or its error in its slot."""
+        started = time.perf_counter()
+        response = pb.ClassifyStreamResponse(sequence=sequence)
+        if not isinstance(message, Undecodable):
+            response.conversation_id = message.conversation_id
+            response.message_id = message.message_id
+        try:
+            if isinstance(prepared, GatewayError):
+                raise prepared
+            request, resolved, deadline = prepared
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
+                    result = await self.pipeline.classify(request, deadline, resolved)
+            except TimeoutError as exc:
+                raise DeadlineExceeded("the message deadline passed before an answer was ready") from exc
+            response.result.CopyFrom(to_proto(result, started))
+        except GatewayError as exc:
+            response.error.CopyFrom(error_proto(exc))
+            ITEM_ERRORS.labels("ClassifyStream", to_status(exc)[0].name).inc()
+        except Exception as exc:
+            log_unhandled("ClassifyStream", exc)
+            response.error.CopyFrom(error_proto(InternalError()))
+            ITEM_ERRORS.labels("ClassifyStream", "INTERNAL").inc()
+        return response
+
+    async def read(self, request_iterator: AsyncIterator[pb.ClassifyStreamRequest]) -> None:
+        """Read messages while fewer than stream_max_pending are unanswered."""
         sequence = 0
         try:
             async for message in request_iterator:
-                task = asyncio.create_task(answer(message, sequence, prepare(message)))
-                await pending.put(task)
+                task = asyncio.create_task(self.answer(message, sequence, self.prepare(message)))
+                await self.pending.put(task)
                 sequence += 1
-            await pending.put(None)
+            await self.pending.put(None)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # handed to the writer, which re-raises it
-            await pending.put(exc)
+            await self.pending.put(exc)
 
-    reader = asyncio.create_task(read())
-    try:
-        while True:
-            item = await pending.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield await item
-    except asyncio.CancelledError:
-        code = grpc.StatusCode.CANCELLED
-        raise
-    except Exception as exc:
-        code = grpc.StatusCode.INTERNAL
-        log_unhandled("ClassifyStream", exc)
-        await context.abort(*to_status(InternalError()))
-    finally:
+    async def run(
+        self, request_iterator: AsyncIterator[pb.ClassifyStreamRequest]
+    ) -> AsyncIterator[pb.ClassifyStreamResponse]:
+        """The responses, in arrival order of their messages, until the client half-closes."""
+        code = grpc.StatusCode.OK
+        opened = time.perf_counter()
+        reader = asyncio.create_task(self.read(request_iterator))
+        try:
+            while (item := await self.pending.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield await item
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as exc:
+            code = grpc.StatusCode.INTERNAL
+            log_unhandled("ClassifyStream", exc)
+            await self.context.abort(*to_status(InternalError()))
+        finally:
+            await self._close(reader)
+            REQUESTS.labels("ClassifyStream", code.name).inc()
+            LATENCY.labels("ClassifyStream").observe(time.perf_counter() - opened)
+
+    async def _close(self, reader: asyncio.Task) -> None:
+        """Stop reading, cancel unanswered messages, forget the conversations."""
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
-        while not pending.empty():
-            item = pending.get_nowait()
+        while not self.pending.empty():
+            item = self.pending.get_nowait()
             if isinstance(item, asyncio.Task):
                 item.cancel()
-        store.clear()
-        REQUESTS.labels("ClassifyStream", code.name).inc()
-        LATENCY.labels("ClassifyStream").observe(time.perf_counter() - opened)
+        self.store.clear()
