@@ -200,7 +200,7 @@ def machine(device: str) -> dict:
             "host": platform.node()}  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=ROOT / "build" / "gpu-bundle")
     parser.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda when present")
@@ -221,13 +221,82 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loaders-per-gateway", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "gpu-run")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def raw_ceilings(report: dict, encoded: list, reference: list, device: str, args: argparse.Namespace) -> None:
+    """PyTorch's own throughput and parity at each precision (the first one is served)."""
     import torch
 
     from bench.gpu.torch_model import build
-    from bench.run import start_gateway
+
+    for dtype in args.dtypes.split(","):
+        print(f"raw ceiling {dtype} ...", file=sys.stderr, flush=True)
+        model = build(ARTIFACT, args.bundle / "model", dtype, device)
+        report["parity"][dtype] = parity(model, encoded, reference, device)
+        report["ceilings"][dtype] = raw_ceiling(model, encoded, device, args.ceiling_batch, args.seconds)
+        del model
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+
+def perf_analyzer_rows(report: dict, triton, tokenizer, texts: list[str], device: str,
+                       args: argparse.Namespace) -> None:  # fmt: skip
+    """perf_analyzer straight to Triton, when the bundle carries it (or on CPU, the local one)."""
     from bench.triton_perf import OUT_DIR, input_data_from_texts, run_level
+
+    pa = args.bundle / "pa" / "bin" / "perf_analyzer"
+    if not (pa.exists() or device == "cpu"):
+        return
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    data = input_data_from_texts(OUT_DIR / "gpu-input-data.json", tokenizer, texts)
+    env = dict(os.environ)
+    if pa.exists():
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (str(pa.parents[1] / "lib"), env.get("LD_LIBRARY_PATH")) if p
+        )
+    for level in (int(c) for c in args.pa_concurrency.split(",")):
+        print(f"perf_analyzer c{level} ...", file=sys.stderr, flush=True)
+        try:
+            r = run_level(triton, MODEL, level, OUT_DIR / "gpu-input-data.json", int(args.seconds * 1000),
+                          binary=pa if pa.exists() else None, env=env if pa.exists() else None)  # fmt: skip
+        except SystemExit as exc:  # one device call: keep the gateway rows if perf_analyzer fails
+            report["perf_analyzer_error"] = str(exc)[-2000:]
+            print(f"perf_analyzer failed; going on without it: {str(exc)[-300:]}", file=sys.stderr)
+            break
+        report["rows"].append({"path": "perf_analyzer -> Triton", "load": f"c{level}",
+                               "texts_per_s": r.infer_per_s, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
+                               "errors": {}, "note": f"{r.inferences / max(r.executions, 1):.1f} texts/exec"})  # fmt: skip
+    report["input_data"] = data
+
+
+def gateway_fleet_rows(report: dict, triton, repo: Path, texts: list[str], args: argparse.Namespace) -> None:
+    """1, 4, 8 gateway processes in front of the one Triton, unary and ClassifyBatch(64)."""
+    from bench.run import start_gateway
+
+    for count in (int(n) for n in args.gateways.split(",")):
+        print(f"{count} gateway process(es) ...", file=sys.stderr, flush=True)
+        fleet = [start_gateway(triton.grpc_url, repo, args.work / f"gateway-{count}-{i}.log",
+                               *gateway_flags(args.max_batch)) for i in range(count)]  # fmt: skip
+        try:
+            targets = [target for _, target in fleet]
+            for kind, concurrency in (("unary", args.unary_concurrency), ("batch", args.batch_concurrency)):
+                r = drive(kind, targets, texts, concurrency, args.seconds, args.loaders_per_gateway)
+                label = "gateway unary" if kind == "unary" else "gateway ClassifyBatch(64)"
+                report["rows"].append({"path": f"{label}, {count} process(es)",
+                                       "load": f"{r['load_processes']} x c{concurrency}"} | r)  # fmt: skip
+        finally:
+            for proc, _ in fleet:
+                proc.terminate()
+            for proc, _ in fleet:
+                proc.wait(timeout=30)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+
+    import torch
+
     from emotionaware.tokenization import TextTokenizer
     from launcher.tritonserver import TritonServer
 
@@ -241,16 +310,8 @@ def main(argv: list[str] | None = None) -> None:
     report: dict = {"machine": machine(device), "date": time.strftime("%Y-%m-%d %H:%M"), "texts": len(texts),
                     "median_tokens": int(np.median([len(e) for e in encoded])), "ceilings": {}, "parity": {},
                     "rows": []}  # fmt: skip
-    dtypes = args.dtypes.split(",")
-    for dtype in dtypes:
-        print(f"raw ceiling {dtype} ...", file=sys.stderr, flush=True)
-        model = build(ARTIFACT, args.bundle / "model", dtype, device)
-        report["parity"][dtype] = parity(model, encoded, reference, device)
-        report["ceilings"][dtype] = raw_ceiling(model, encoded, device, args.ceiling_batch, args.seconds)
-        del model
-        if device == "cuda":
-            torch.cuda.empty_cache()
-    served = dtypes[0]
+    raw_ceilings(report, encoded, reference, device, args)
+    served = args.dtypes.split(",")[0]
     ceiling = report["ceilings"][served]["texts_per_s"]
 
     repo = write_repository(args.bundle, args.work / "repo", served, device, args.instances, args.max_batch)
@@ -258,47 +319,8 @@ def main(argv: list[str] | None = None) -> None:
     with TritonServer(repo, log_path=args.work / "triton.log") as triton:
         triton.wait_ready(timeout_s=300)
         report["parity"][f"{served} served by Triton"] = served_parity(triton.grpc_url, encoded, reference)
-        pa = args.bundle / "pa" / "bin" / "perf_analyzer"
-        if pa.exists() or device == "cpu":
-            OUT_DIR.mkdir(parents=True, exist_ok=True)
-            data = input_data_from_texts(OUT_DIR / "gpu-input-data.json", tokenizer, texts)
-            env = dict(os.environ)
-            if pa.exists():
-                env["LD_LIBRARY_PATH"] = os.pathsep.join(
-                    p for p in (str(pa.parents[1] / "lib"), env.get("LD_LIBRARY_PATH")) if p
-                )
-            for level in (int(c) for c in args.pa_concurrency.split(",")):
-                print(f"perf_analyzer c{level} ...", file=sys.stderr, flush=True)
-                try:
-                    r = run_level(triton, MODEL, level, OUT_DIR / "gpu-input-data.json", int(args.seconds * 1000),
-                                  binary=pa if pa.exists() else None, env=env if pa.exists() else None)  # fmt: skip
-                except SystemExit as exc:  # one device call: keep the gateway rows if perf_analyzer fails
-                    report["perf_analyzer_error"] = str(exc)[-2000:]
-                    print(f"perf_analyzer failed; going on without it: {str(exc)[-300:]}", file=sys.stderr)
-                    break
-                report["rows"].append({"path": "perf_analyzer -> Triton", "load": f"c{level}",
-                                       "texts_per_s": r.infer_per_s, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
-                                       "errors": {}, "note": f"{r.inferences / max(r.executions, 1):.1f} texts/exec"})  # fmt: skip
-            report["input_data"] = data
-        for count in (int(n) for n in args.gateways.split(",")):
-            print(f"{count} gateway process(es) ...", file=sys.stderr, flush=True)
-            fleet = [start_gateway(triton.grpc_url, repo, args.work / f"gateway-{count}-{i}.log",
-                                   *gateway_flags(args.max_batch)) for i in range(count)]  # fmt: skip
-            try:
-                targets = [target for _, target in fleet]
-                for kind, concurrency in (
-                    ("unary", args.unary_concurrency),
-                    ("batch", args.batch_concurrency),
-                ):
-                    r = drive(kind, targets, texts, concurrency, args.seconds, args.loaders_per_gateway)
-                    label = "gateway unary" if kind == "unary" else "gateway ClassifyBatch(64)"
-                    report["rows"].append({"path": f"{label}, {count} process(es)",
-                                           "load": f"{r['load_processes']} x c{concurrency}"} | r)  # fmt: skip
-            finally:
-                for proc, _ in fleet:
-                    proc.terminate()
-                for proc, _ in fleet:
-                    proc.wait(timeout=30)
+        perf_analyzer_rows(report, triton, tokenizer, texts, device, args)
+        gateway_fleet_rows(report, triton, repo, texts, args)
     for row in report["rows"]:
         row["x_ceiling"] = row["texts_per_s"] / ceiling
     report["wall_s"] = round(time.monotonic() - started)
