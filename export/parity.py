@@ -191,32 +191,11 @@ def batch_deviation(sess, token_ids: list[list[int]], pad_id: int, problem_type:
     return float(np.abs(together - alone).max())
 
 
-def check_parity(
-    source: ExportSource,
-    graphs: dict[str, Path],
-    served: str,
-    data_dir: Path = DEFAULT_DATA_DIR,
-    count: int = 512,
-    record: ServingRecord | None = None,
-    measure_test: bool = False,
-) -> ParityResult:
-    """Run every check for the graphs in ``graphs`` (keys fp32, fp16) and the served one.
-
-    With ``record`` (the artifact's ``serving.json``) the served graph's dev metric and
-    thresholds are verified against it; ``measure_test`` also scores the test split (what
-    ``make eval`` records; the export itself needs only dev).
-    """
-    tokenizer = TextTokenizer(source.tokenizer_json, source.max_length)
-
-    def encode(texts: list[str], contexts: list[str] | None = None) -> list[list[int]]:
-        pairs = zip(texts, contexts or [""] * len(texts), strict=True)
-        return [tokenizer.encode(t, c).input_ids.tolist() for t, c in pairs]
-
-    token_ids = encode(sample_texts(data_dir, count))
-    report = ParityReport(texts=len(token_ids))
+def graph_checks(
+    source: ExportSource, sessions: dict, served: str, token_ids: list[list[int]], report: ParityReport
+) -> None:
+    """fp32 against PyTorch, fp16 against fp32, and the served graph alone against batched."""
     thresholds = np.asarray(source.thresholds)
-    sessions = {variant: session(path) for variant, path in graphs.items()}
-
     reference = predict_logits(source.model, token_ids, source.pad_token_id, input_names=source.input_names)
     logits = {variant: onnx_logits(s, token_ids, source.pad_token_id) for variant, s in sessions.items()}
     report.checks.append(
@@ -246,35 +225,71 @@ def check_parity(
         )
     )  # fmt: skip
 
+
+def record_checks(
+    source: ExportSource, served: str, headline: Headline, dev: float, dev_logits: np.ndarray,
+    record: ServingRecord, report: ParityReport,
+) -> None:  # fmt: skip
+    """The served graph's dev metric and re-tuned thresholds against the committed record."""
+    report.checks.append(
+        Check(
+            f"served {served}: dev {headline.name} vs committed {record.dev:.4f}: |diff|",
+            abs(dev - record.dev), MAX_DEV_METRIC_DIFF, at_most=True,
+        )
+    )  # fmt: skip
+    if source.problem_type is ProblemType.MULTI_LABEL:
+        tuned = tune_thresholds(to_scores(dev_logits, source.problem_type), headline.dev.targets)
+        report.checks.append(
+            Check(
+                "dev-tuned thresholds vs committed: max |diff|",
+                float(np.abs(tuned - np.asarray(source.thresholds)).max()), THRESHOLD_TOLERANCE, at_most=True,
+            )
+        )  # fmt: skip
+
+
+def check_parity(
+    source: ExportSource,
+    graphs: dict[str, Path],
+    served: str,
+    data_dir: Path = DEFAULT_DATA_DIR,
+    count: int = 512,
+    record: ServingRecord | None = None,
+    measure_test: bool = False,
+) -> ParityResult:
+    """Run every check for the graphs in ``graphs`` (keys fp32, fp16) and the served one.
+
+    With ``record`` (the artifact's ``serving.json``) the served graph's dev metric and
+    thresholds are verified against it; ``measure_test`` also scores the test split (what
+    ``make eval`` records; the export itself needs only dev).
+    """
+    tokenizer = TextTokenizer(source.tokenizer_json, source.max_length)
+
+    def encode(texts: list[str], contexts: list[str] | None = None) -> list[list[int]]:
+        pairs = zip(texts, contexts or [""] * len(texts), strict=True)
+        return [tokenizer.encode(t, c).input_ids.tolist() for t, c in pairs]
+
+    token_ids = encode(sample_texts(data_dir, count))
+    report = ParityReport(texts=len(token_ids))
+    sessions = {variant: session(path) for variant, path in graphs.items()}
+    graph_checks(source, sessions, served, token_ids, report)
+
     headline = (
         HEADLINES[source.dataset](data_dir, source.context_turns) if source.dataset in HEADLINES else None
     )
     if headline is None:
         return ParityResult(report)
-    dev_logits = onnx_logits(
-        sessions[served], encode(headline.dev.texts, headline.dev.contexts), source.pad_token_id
-    )
-    dev = headline.score(headline.dev.targets, decisions(dev_logits, source.problem_type, thresholds))
+    thresholds = np.asarray(source.thresholds)
+
+    def score(split: LabelledSplit) -> tuple[float, np.ndarray]:
+        logits = onnx_logits(sessions[served], encode(split.texts, split.contexts), source.pad_token_id)
+        return headline.score(split.targets, decisions(logits, source.problem_type, thresholds)), logits
+
+    dev, dev_logits = score(headline.dev)
     report.info[f"served {served}: dev {headline.name}"] = dev
     test = None
     if measure_test:
-        test_ids = encode(headline.test.texts, headline.test.contexts)
-        test_logits = onnx_logits(sessions[served], test_ids, source.pad_token_id)
-        test = headline.score(headline.test.targets, decisions(test_logits, source.problem_type, thresholds))
+        test, _ = score(headline.test)
         report.info[f"served {served}: test {headline.name}"] = test
     if record is not None:
-        report.checks.append(
-            Check(
-                f"served {served}: dev {headline.name} vs committed {record.dev:.4f}: |diff|",
-                abs(dev - record.dev), MAX_DEV_METRIC_DIFF, at_most=True,
-            )
-        )  # fmt: skip
-        if source.problem_type is ProblemType.MULTI_LABEL:
-            tuned = tune_thresholds(to_scores(dev_logits, source.problem_type), headline.dev.targets)
-            report.checks.append(
-                Check(
-                    "dev-tuned thresholds vs committed: max |diff|",
-                    float(np.abs(tuned - thresholds).max()), THRESHOLD_TOLERANCE, at_most=True,
-                )
-            )  # fmt: skip
+        record_checks(source, served, headline, dev, dev_logits, record, report)
     return ParityResult(report, dev, test, headline.name)
