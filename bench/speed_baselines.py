@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from emotionaware.padding import pad_rows
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,7 @@ def ort_ceiling(
         done = 0
         for start in range(0, len(order), batch_size):
             rows = [ids[i] for i in order[start : start + batch_size]]
-            width = max(len(r) for r in rows)
-            input_ids = np.zeros((len(rows), width), dtype=np.int64)
-            mask = np.zeros_like(input_ids)
-            for k, r in enumerate(rows):
-                input_ids[k, : len(r)], mask[k, : len(r)] = r, 1
+            input_ids, mask = pad_rows(rows, spec.tokenizer.pad_id)
             done += len(session.run(["logits"], {"input_ids": input_ids, "attention_mask": mask})[0])
         return done
 

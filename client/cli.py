@@ -32,8 +32,10 @@ from emotionaware.net import is_local_address
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1 import emotion_pb2_grpc
 
-VIEWS = {"native": pb.VIEW_UNSPECIFIED, "goemotions": pb.VIEW_GOEMOTIONS, "ekman": pb.VIEW_EKMAN,
-         "sentiment": pb.VIEW_SENTIMENT}  # fmt: skip
+# --view names from the proto's View enum: VIEW_EKMAN -> "ekman"; VIEW_UNSPECIFIED is the model's own.
+VIEWS = {"native": pb.VIEW_UNSPECIFIED} | {
+    name.removeprefix("VIEW_").lower(): number for name, number in pb.View.items() if number
+}
 
 
 def format_response(response: pb.ClassifyResponse, top: int) -> str:

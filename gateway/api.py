@@ -34,6 +34,7 @@ from gateway.errors import (
 )
 from gateway.metrics import ITEM_ERRORS, LATENCY, REQUESTS
 from gateway.pipeline import Pipeline
+from gateway.settings import Settings
 from gateway.streams import StreamSession
 from gateway.types import ClassifyInput
 
@@ -63,7 +64,7 @@ def rpc(method: str) -> Callable:
                 if isinstance(request, Undecodable):
                     raise InvalidArgument(request.field, request.problem)
                 remaining = context.time_remaining()
-                timeout_s = self.pipeline.settings.default_timeout_s if remaining is None else remaining
+                timeout_s = self.settings.default_timeout_s if remaining is None else remaining
                 if timeout_s <= 0:
                     raise DeadlineExceeded("the request deadline had already passed")
                 try:
@@ -100,10 +101,11 @@ def rpc(method: str) -> Callable:
 
 
 class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
-    """Implements emotionaware.v1.EmotionService on top of :class:`EmotionService`."""
+    """Implements emotionaware.v1.EmotionService on top of the request pipeline."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, settings: Settings) -> None:
         self.pipeline = pipeline
+        self.settings = settings
 
     @rpc("Classify")
     async def Classify(
@@ -149,7 +151,7 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
         call = current_call()
         granted = {name for name in table.routes if call is None or call.may_use(name)}
         return pb.ListModelsResponse(
-            models=[model_info(table, name, self.pipeline.settings) for name in sorted(granted)],
+            models=[model_info(table, name, self.settings) for name in sorted(granted)],
             aliases=[
                 pb.Alias(
                     name=name,
@@ -171,11 +173,11 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
         resolved = table.resolve(request.model)
         if (call := current_call()) is not None:
             call.check_model(resolved.spec.name)
-        return pb.GetModelResponse(model=model_info(table, resolved.spec.name, self.pipeline.settings))
+        return pb.GetModelResponse(model=model_info(table, resolved.spec.name, self.settings))
 
     async def ClassifyStream(
         self, request_iterator: AsyncIterator[pb.ClassifyStreamRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ClassifyStreamResponse]:
         """Answer each message in arrival order (see :class:`gateway.streams.StreamSession`)."""
-        async for response in StreamSession(self.pipeline, context).run(request_iterator):
+        async for response in StreamSession(self.pipeline, self.settings, context).run(request_iterator):
             yield response

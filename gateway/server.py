@@ -68,7 +68,7 @@ class GatewayServer:
         add_service(
             emotion_pb2.DESCRIPTOR.services_by_name["EmotionService"],
             emotion_pb2,
-            EmotionServicer(self.pipeline),
+            EmotionServicer(self.pipeline, self.settings),
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

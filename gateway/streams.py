@@ -24,6 +24,7 @@ from gateway.errors import (
 )
 from gateway.metrics import ITEM_ERRORS, LATENCY, REQUESTS, STREAM_CONVERSATIONS
 from gateway.pipeline import Pipeline
+from gateway.settings import Settings
 from gateway.types import ClassifyInput, LongTextMode
 
 
@@ -80,9 +81,9 @@ class StreamSession:
     ``timeout_ms`` bound each message (:meth:`deadline`).
     """
 
-    def __init__(self, pipeline: Pipeline, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, pipeline: Pipeline, settings: Settings, context: grpc.aio.ServicerContext) -> None:
         self.pipeline = pipeline
-        self.settings = pipeline.settings
+        self.settings = settings
         self.context = context
         self.store = ConversationStore(
             self.settings.stream_history_turns, self.settings.stream_max_conversations

@@ -28,7 +28,8 @@ import sys
 import tarfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from emotionaware.paths import MODEL_REPOSITORY, MODELS_DIR, ROOT
+
 DEFAULT_OUT = ROOT / "build" / "gpu-bundle"
 CARRY_LIMIT = 64 << 20
 # Packages the GPU machine's Python lacks; exact versions of this venv, cp312 builds.
@@ -123,7 +124,7 @@ def pack_model(out: Path, data_dir: Path, model: str = "goemotions") -> int:
     from emotionaware.datasets import load_goemotions
     from train.model import base_model_path, load_artifact
 
-    artifact = ROOT / "models" / model
+    artifact = MODELS_DIR / model
     manifest = ArtifactManifest.load(artifact)
     base = base_model_path(manifest.base)
     folder = out / "model"
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--model-repository", type=Path, default=ROOT / "model_repository")
+    parser.add_argument("--model-repository", type=Path, default=MODEL_REPOSITORY)
     args = parser.parse_args(argv)
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)

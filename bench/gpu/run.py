@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from bench import gateway_load
+from emotionaware.paths import MODELS_DIR, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACT = ROOT / "models" / "goemotions"
+ARTIFACT = MODELS_DIR / "goemotions"
 MODEL = "goemotions"
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from emotionaware.padding import pad_rows
+
 WORD_EMBEDDINGS = "encoder.embeddings.word_embeddings.weight"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -62,10 +64,5 @@ def build(artifact: Path, bundle_model: Path, dtype: str, device: str) -> nn.Mod
 
 def pad(rows: list, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Token-id rows -> (input_ids, attention_mask), int64, padded to the longest row."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.int64)
-    mask = torch.zeros((len(rows), width), dtype=torch.int64)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.as_tensor(r)
-        mask[i, : len(r)] = 1
-    return ids, mask
+    ids, mask = pad_rows(rows, pad_id)
+    return torch.from_numpy(ids), torch.from_numpy(mask)
