@@ -185,29 +185,6 @@ class _MetadataInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamCl
         return continuation(self._details(details), request_iterator)
 
 
-class _CallDetails(
-    collections.namedtuple("_CallDetails", "method timeout metadata credentials wait_for_ready compression"),
-    grpc.ClientCallDetails,
-):
-    pass
-
-
-class _MetadataInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
-    def __init__(self, token: str) -> None:
-        self.metadata = (("authorization", f"Bearer {token}"),)
-
-    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
-        metadata = tuple(details.metadata or ()) + self.metadata
-        return _CallDetails(details.method, details.timeout, metadata, details.credentials,
-                            details.wait_for_ready, details.compression)  # fmt: skip
-
-    def intercept_unary_unary(self, continuation, details, request):
-        return continuation(self._details(details), request)
-
-    def intercept_stream_stream(self, continuation, details, request_iterator):
-        return continuation(self._details(details), request_iterator)
-
-
 def open_channel(args: argparse.Namespace, environ) -> grpc.Channel:
     """A channel with the TLS, client certificate and bearer token the arguments ask for."""
     limits = [("grpc.max_send_message_length", args.max_message_bytes),

@@ -29,8 +29,8 @@ from gateway.errors import (
     InternalError,
     InvalidArgument,
     log_unhandled,
+    set_status,
     to_status,
-    trailers,
 )
 from gateway.metrics import ITEM_ERRORS, LATENCY, REQUESTS
 from gateway.pipeline import Pipeline
@@ -73,23 +73,14 @@ def rpc(method: str) -> Callable:
                 except TimeoutError as exc:
                     raise DeadlineExceeded("the request deadline passed before an answer was ready") from exc
             except GatewayError as exc:
-                code, message = to_status(exc)
-                if extra := trailers(exc):
-                    context.set_trailing_metadata(extra)
-                # Status without abort(): abort raises through gRPC's handler machinery, which
-                # costs more than the refusal itself when an overloaded gateway sheds load.
-                # A non-OK code makes gRPC discard the (absent) response.
-                context.set_code(code)
-                context.set_details(message)
+                code = set_status(context, exc)
                 return None
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise
             except Exception as exc:
                 log_unhandled(method, exc)
-                code, message = to_status(InternalError())
-                context.set_code(code)
-                context.set_details(message)
+                code = set_status(context, InternalError())
                 return None
             finally:
                 REQUESTS.labels(method, code.name).inc()

@@ -43,7 +43,7 @@ from pathlib import Path
 import grpc
 
 from gateway.callers import Call, Quotas, enter_call, leave_call, policy_for
-from gateway.errors import GatewayError, Overloaded, PermissionDenied, Unauthenticated, to_status, trailers
+from gateway.errors import GatewayError, Overloaded, PermissionDenied, Unauthenticated, set_status
 from gateway.metrics import CLIENT_REQUESTS
 from gateway.settings import Settings
 
@@ -131,11 +131,11 @@ class TokenFile:
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         self._watch = FileWatch([path])
-        self.entries = parse_tokens(tomllib.loads(self.path.read_text()))
+        self._apply(parse_tokens(tomllib.loads(self.path.read_text())))
 
-    @property
-    def clients(self) -> set[str]:
-        return {e.client for e in self.entries.values()}
+    def _apply(self, entries: dict[str, TokenEntry]) -> None:
+        self.entries = entries
+        self.clients = frozenset(e.client for e in entries.values())  # metrics labels, per call
 
     def reload_if_changed(self) -> bool:
         if not self._watch.changed():
@@ -145,7 +145,7 @@ class TokenFile:
         except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
             log.error("tokens file %s not applied, keeping the previous tokens: %s", self.path, exc)
             return False
-        self.entries = entries
+        self._apply(entries)
         log.info("tokens file reloaded: %d tokens for %d clients", len(entries), len(self.clients))
         return True
 
@@ -224,17 +224,18 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
         self._counters: dict[tuple[str, str, str], object] = {}  # bounded: labels are configured names
 
-    def _label(self, client: str) -> str:
+    def _label(self, client: str, policies: Mapping) -> str:
         """Configured names only: certificate identities are unbounded, metrics labels must not be."""
         tokens = self.authenticator.tokens
-        if client == ANONYMOUS or client in self.policies() or (tokens and client in tokens.clients):
+        if client == ANONYMOUS or client in policies or (tokens and client in tokens.clients):
             return client
         return OTHER_LABEL
 
     def _identify(self, method: str, context: grpc.aio.ServicerContext) -> Call:
         client = self.authenticator.client(context)
-        policy = policy_for(self.policies(), client)
-        return Call(client, self._label(client), method, self.quotas.state(client, policy))
+        policies = self.policies()
+        policy = policy_for(policies, client)
+        return Call(client, self._label(client, policies), method, self.quotas.state(client, policy))
 
     def _admit(self, call: Call) -> None:
         """The method grant and a concurrent-call slot (released by :meth:`_end`)."""
@@ -304,20 +305,12 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):
             return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
         return code
 
-    def _refuse(self, context: grpc.aio.ServicerContext, exc: GatewayError) -> grpc.StatusCode:
-        code, message = to_status(exc)
-        if extra := trailers(exc):
-            context.set_trailing_metadata(extra)
-        context.set_code(code)
-        context.set_details(message)
-        return code
-
     def _wrap_unary(self, method: str, inner: Callable) -> Callable:
         async def behaviour(request, context: grpc.aio.ServicerContext):
             started = time.perf_counter()
             call, refusal = self._begin(method, context)
             if refusal is not None:
-                code = self._refuse(context, refusal)
+                code = set_status(context, refusal)
                 self._end(call, method, context, code, started, (_size(request), 0))
                 return None
             code, response = grpc.StatusCode.UNKNOWN, None
@@ -341,7 +334,7 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):
             received, sent = [0], [0]
             call, refusal = self._begin(method, context)
             if refusal is not None:
-                code = self._refuse(context, refusal)
+                code = set_status(context, refusal)
                 self._end(call, method, context, code, started, (0, 0))
                 return
 

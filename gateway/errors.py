@@ -110,3 +110,18 @@ def log_unhandled(method: str, exc: BaseException) -> None:
     """Log an unexpected exception: its type and stack, never its message (it could quote text)."""
     stack = "".join(traceback.format_tb(exc.__traceback__))
     log.error("unhandled %s in %s:\n%s", type(exc).__name__, method, stack)
+
+
+def set_status(context: grpc.aio.ServicerContext, exc: BaseException) -> grpc.StatusCode:
+    """Give a unary call the status of ``exc`` (code, message, retry trailer); returns the code.
+
+    Without abort(): abort raises through gRPC's handler machinery, which costs more than the
+    refusal itself when an overloaded gateway sheds load. A non-OK code makes gRPC discard the
+    (absent) response.
+    """
+    code, message = to_status(exc)
+    if extra := trailers(exc):
+        context.set_trailing_metadata(extra)
+    context.set_code(code)
+    context.set_details(message)
+    return code

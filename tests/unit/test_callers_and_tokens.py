@@ -113,3 +113,22 @@ def test_the_quota_table_is_bounded_and_forgets_idle_clients_first():
         quotas.state(f"cert-{i}", ClientPolicy())
     assert len(quotas) == 3
     assert quotas.state("busy", ClientPolicy(max_concurrent_calls=1)) is busy  # never dropped while open
+
+
+def test_certificate_files_reload_on_change_and_a_missing_file_keeps_the_previous(tmp_path):
+    import subprocess
+
+    from gateway.auth import CertificateReloader
+    from gateway.settings import Settings
+
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)  # fmt: skip
+    reloader = CertificateReloader(Settings(tls_cert_file=str(cert), tls_key_file=str(key)))
+    reloader.credentials()
+    assert reloader._fetch() is None  # unchanged: gRPC keeps the configuration it has
+    cert.write_bytes(cert.read_bytes())  # rewritten (a rotated Secret gets a new inode)
+    cert.touch()
+    assert reloader._fetch() is not None and reloader.reloads == 1
+    key.unlink()  # half of a rotation seen: the previous configuration stays
+    assert reloader._fetch() is None and reloader.reloads == 1
