@@ -366,12 +366,13 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):
         self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler:
         full = handler_call_details.method
+        # The handlers are registered once at start-up: a wrapped one is reused for every call,
+        # without looking the method up again.
+        if (cached := self._handlers.get(full)) is not None:
+            return cached
         handler = await continuation(handler_call_details)
         if handler is None or not full.startswith(SERVICE_PREFIX):
             return handler  # health and reflection: no credentials, nothing to count
-        cached = self._handlers.get(full)
-        if cached is not None:
-            return cached
         method = full[len(SERVICE_PREFIX) :]
         if handler.unary_unary is not None:
             wrapped = grpc.unary_unary_rpc_method_handler(
