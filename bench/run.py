@@ -29,6 +29,7 @@ from pathlib import Path
 from bench import gateway_load, speed_baselines
 from bench.triton_perf import OUT_DIR, run_level, write_input_data
 from emotionaware.datasets import DEFAULT_DATA_DIR, load_goemotions, load_meld
+from emotionaware.machine import cpu_name
 from gateway.settings import DEFAULT_MODEL_REPOSITORY
 from launcher.tritonserver import TritonServer, die_with_parent, free_port
 
@@ -36,14 +37,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {"host": socket.gethostname(), "cpu": cpu, "cpus": os.cpu_count(), "memory_gib": round(mem_gb, 1),
             "python": platform.python_version(), "os": platform.platform()}  # fmt: skip

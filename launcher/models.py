@@ -37,8 +37,8 @@ def train_main(argv: list[str] | None = None) -> None:
     from export.serving_record import measure_served_graph  # torch import is slow; keep --help fast
     from train.run import train
 
-    # An ablation is not served: its weights go to build/, only its scores into models/.
-    default_out = (MODELS_DIR.parent / "build" if config.ablation_of else MODELS_DIR) / args.model
+    # Ablations and experiments are not served: their weights go to build/, only their scores into models/.
+    default_out = (MODELS_DIR.parent / "build" if config.ablation_of or config.experiment_of else MODELS_DIR) / args.model
     out = args.out or default_out
     metrics = train(config, out, args.data_dir, args.limit_train, measure_export=measure_served_graph)
     headline_split = metrics.get("test") or metrics["crossval"]

@@ -25,6 +25,15 @@ def recipe_line(name: str) -> list[str]:
         parts.append(f"context dropped for {p.context_dropout:.0%} of the examples each epoch")
     if p.init_from:
         parts.append(f"encoder initialised from the committed `{p.init_from}` model")
+    if p.ema_decay:
+        parts.append(
+            f"an exponential moving average of the weights (decay {p.ema_decay:g}) scored next to them"
+        )
+    if p.positive_weight_power:
+        parts.append(
+            f"positives weighted by (negatives / positives) ** {p.positive_weight_power:g}, at most "
+            f"{p.positive_weight_cap:g}"
+        )
     if not p.select_best_epoch:
         parts.append("last epoch kept")
     line = (
@@ -130,24 +139,123 @@ def write_model_card(
     ]
     lines += per_label_table(test["per_label"])
     if log:
-        lines += [
-            "",
-            f"Training: {log['train_examples']} examples; epoch selected on dev macro-F1: "
-            f"{log['selected_epoch']}.",
-            "",
-            "| epoch | train loss | dev macro-F1 | dev micro-F1 | seconds |",
-            "|---:|---:|---:|---:|---:|",
-        ]
-        for e in log["epochs"]:
-            lines.append(
-                f"| {e['epoch']} | {e['train_loss']:.4f} | {e['dev_macro_f1']:.3f} "
-                f"| {e['dev_micro_f1']:.3f} | {e['seconds']:.0f} |"
-            )
+        lines += training_table(log)
+    lines += experiments_section(manifest.name, metrics, log)
+    lines += calibration_section(metrics.get("calibration"))
+    lines += transfer_section(metrics.get("meld_transfer"))
     lines += exported_section(metrics)
     lines += figures_section(model_dir, figures)
     path = model_dir / CARD
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def training_table(log: dict) -> list[str]:
+    """Per-epoch loss and dev figures; with a weight average, its dev figures too."""
+    averaged = "ema_dev_macro_f1" in log["epochs"][0]
+    weights = log.get("selected_weights", "trained")
+    kept = f"{log['selected_epoch']}" + (
+        f", {'averaged' if weights == 'ema' else 'trained'} weights" if averaged else ""
+    )
+    lines = [
+        "",
+        f"Training: {log['train_examples']} examples; epoch selected on dev macro-F1: {kept}.",
+        "",
+        "| epoch | train loss | dev macro-F1 | dev micro-F1 |"
+        + (" averaged: dev macro-F1 | averaged: dev micro-F1 |" if averaged else "")
+        + " seconds |",
+        "|---:|---:|---:|---:|" + ("---:|---:|" if averaged else "") + "---:|",
+    ]
+    for e in log["epochs"]:
+        extra = f" {e['ema_dev_macro_f1']:.3f} | {e['ema_dev_micro_f1']:.3f} |" if averaged else ""
+        lines.append(
+            f"| {e['epoch']} | {e['train_loss']:.4f} | {e['dev_macro_f1']:.3f} | {e['dev_micro_f1']:.3f} |"
+            f"{extra} {e['seconds']:.0f} |"
+        )
+    return lines
+
+
+def experiments_section(name: str, metrics: dict, log: dict | None) -> list[str]:
+    """Every recorded recipe of this model and the served one, chosen on dev macro-F1."""
+    rows = list(metrics.get("experiments") or [])
+    if not rows:
+        return []
+    dev, test = metrics["dev"], metrics["test"]
+    served = {
+        "name": f"{name} (served)",
+        "description": "this card's recipe",
+        "command": f"make train MODEL={name}",
+        "dev": {"macro_f1": dev["macro_f1"], "ekman_macro_f1": dev["views"]["ekman"]["macro_f1"]},
+        "test": {"macro_f1": test["macro_f1"], "ekman_macro_f1": test["views"]["ekman"]["macro_f1"]},
+        "train_seconds": sum(e["seconds"] for e in log["epochs"]) if log else None,
+        "machine": "",
+    }
+    lines = ["", "## Experiments", "",
+             "Each recipe tried, chosen on dev macro-F1 only; test is reported, never used to choose. "
+             "Train time is the sum of the epochs (without the dev scoring) on the machine named.",
+             "", "| recipe | what it changes | dev macro-F1 | test macro-F1 | dev Ekman | test Ekman | train time | machine | command |",
+             "|---|---|---:|---:|---:|---:|---:|---|---|"]  # fmt: skip
+    for r in [*rows, served]:
+        took = f"{r['train_seconds'] / 60:.0f} min" if r.get("train_seconds") else "-"
+        lines.append(
+            f"| {r['name']} | {r['description']} | {r['dev']['macro_f1']:.3f} | {r['test']['macro_f1']:.3f} "
+            f"| {r['dev']['ekman_macro_f1']:.3f} | {r['test']['ekman_macro_f1']:.3f} | {took} "
+            f"| {r.get('machine') or '-'} | `{r['command']}` |"
+        )
+    return lines
+
+
+def calibration_section(calibration: dict | None) -> list[str]:
+    """Expected calibration error of the served scores on test, and with a dev-fitted temperature."""
+    if not calibration:
+        return []
+    served, scaled = calibration["served"], calibration["with_temperature"]
+    return [
+        "", "## Calibration", "",
+        f"Expected calibration error on test ({calibration['bins']} equal-width bins; train/calibration.py). "
+        "Pooled: every (text, label) pair; top label: each text's highest score against whether the text "
+        f"carries that label. The temperature T = {calibration['temperature']:.2f} (scores sigmoid(logit / T)) "
+        "is fitted on dev; it keeps every label's ranking, so the dev-tuned decisions would not change.",
+        "", "| scores | pooled ECE | top-label ECE | top label: mean score | top label: share right | test cross-entropy |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(f"| {name} | {r['pooled']:.4f} | {r['top_label']:.4f} | {r['top_label_mean_score']:.3f} "
+          f"| {r['top_label_right']:.3f} | {r['bce']:.4f} |"
+          for name, r in (("served", served), (f"with T = {calibration['temperature']:.2f} (not served)", scaled))),
+    ]  # fmt: skip
+
+
+def transfer_section(transfer: dict | None) -> list[str]:
+    """The Ekman view on MELD utterances (another domain), served and with a neutral margin."""
+    if not transfer:
+        return []
+    rows = [("served Ekman view (top label)", transfer["served"])]
+    for key in ("margin", "margin_macro", "margin_with_temperature"):
+        if r := transfer.get(key):
+            t = f", T = {r['temperature']:.2f}" if r["temperature"] != 1.0 else ""
+            rows.append(
+                (f"neutral margin m = {r['margin']:+.2f}{t}, chosen by {r['chosen_by']} (not served)", r)
+            )
+    lines = [
+        "", "## Transfer to MELD (TV dialogue)", "",
+        f"The Ekman view of this model on the {transfer['examples']} MELD test utterances, each read alone "
+        f"(train/transfer.py). MELD labels {transfer['gold_neutral']:.0%} of them neutral. Neutral margin: "
+        "neutral is the top label only when its score beats the best emotion's by more than m; m is chosen "
+        "on MELD dev. The served view predicts no label at all for "
+        f"{transfer['served']['empty_predicted_set']:.1%} of the utterances.",
+        "", "| Ekman label chosen by | accuracy | weighted-F1 | macro-F1 | top label neutral | neutral when MELD says an emotion |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for title, r in rows:
+        lines.append(
+            f"| {title} | {r['accuracy']:.3f} | {r['weighted_f1']:.3f} | {r['macro_f1']:.3f} "
+            f"| {r['top_neutral']:.1%} | {r['top_neutral_when_gold_emotional']:.1%} |"
+        )
+    if ref := transfer.get("reference"):
+        lines.append(
+            f"| reference: the `{ref['model']}` model (trained on MELD, with context) | {ref['accuracy']:.3f} "
+            f"| {ref['weighted_f1']:.3f} | {ref['macro_f1']:.3f} | | |"
+        )
+    return lines
 
 
 def write_single_label_card(

@@ -34,6 +34,15 @@ class TrainParams:
     # Multi-label / single-label models pick the best dev epoch; models without a dev split
     # (cross-validated ones) keep the last epoch.
     select_best_epoch: bool = True
+    # Exponential moving average of the trained weights, updated every step with this decay
+    # (0: none). Each epoch scores both the trained and the averaged weights on dev, and the
+    # selection may keep either; averaging costs nothing at serving time.
+    ema_decay: float = 0.0
+    # Multi-label: each label's positive examples weigh (negatives / positives) ** this power in
+    # the loss, at most ``positive_weight_cap`` (0: unweighted). Rare labels (grief: 77 of 43,410
+    # training texts) otherwise contribute almost nothing to the gradient.
+    positive_weight_power: float = 0.0
+    positive_weight_cap: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,10 @@ class TrainConfig:
     # An ablation of this committed model: trained like it minus one ingredient; only its dev
     # and test scores are kept, in models/<ablation_of>/ablations/<name>.json.
     ablation_of: str = ""
-    # One line saying what the ablation removes (shown in the model card).
+    # An experiment on this committed model's recipe: trained outside models/, its dev and
+    # test headline kept in models/<experiment_of>/experiments/<name>.json (the card's table).
+    experiment_of: str = ""
+    # One line saying what the ablation removes or the experiment changes (shown in the card).
     description: str = ""
     # The gateway's default for texts over max_length: "truncate" or "chunk" (long texts).
     long_text_mode: str = "truncate"
@@ -61,6 +73,7 @@ class TrainConfig:
             base=BaseEncoder(**data["base"]),
             train=TrainParams(**data["train"]),
             ablation_of=data.get("ablation_of", ""),
+            experiment_of=data.get("experiment_of", ""),
             description=data.get("description", ""),
             long_text_mode=data.get("long_text_mode", "truncate"),
         )

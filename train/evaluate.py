@@ -33,11 +33,13 @@ from emotionaware.taxonomy import EKMAN_MAPPING, SENTIMENT_MAPPING
 from emotionaware.tokenization import TextTokenizer
 from train import plots
 from train.baselines import RECIPE, fit_multi_label, fit_single_label, probabilities
+from train.calibration import calibration_report
 from train.card import write_model_card, write_poems_card, write_single_label_card
 from train.folds import CROSSVAL, held_out_scores
 from train.metrics import multilabel_report, singlelabel_report, tune_thresholds
 from train.model import base_model_path, load_artifact
 from train.predict import predict_logits
+from train.transfer import meld_transfer
 from train.windows import MAX_WINDOWS, OVERLAP_TOKENS, text_windows
 
 
@@ -68,6 +70,24 @@ def evaluate_goemotions(
     thresholds = kept_thresholds(model_dir, manifest.labels, tune_thresholds(dev_probs, dev_targets))
     test_probs, test_targets, test_trunc = scores(data.test)
     views = {"ekman": EKMAN_MAPPING, "sentiment": SENTIMENT_MAPPING}
+    calibration = calibration_report(dev_probs, dev_targets, test_probs, test_targets)
+
+    def score_texts(texts: list[str]) -> np.ndarray:
+        ids = [tokenizer.encode(t).input_ids.tolist() for t in texts]
+        return to_scores(predict_logits(model, ids, tokenizer.pad_id), manifest.problem_type)
+
+    meld = load_meld(data_dir)
+    transfer = meld_transfer(
+        score_texts, manifest.labels, thresholds, calibration["temperature"], meld.dev, meld.test
+    )
+    # The reference: the model trained on MELD itself, with context (its own card's figures).
+    reference = model_dir.parent / "conversation" / METRICS
+    if reference.exists():
+        test = json.loads(reference.read_text())["test"]
+        transfer["reference"] = {
+            "model": "conversation",
+            **{k: test[k] for k in ("accuracy", "weighted_f1", "macro_f1")},
+        }
     # The baseline: same splits, thresholds tuned on dev the same way, same report code.
     baseline = fit_multi_label([e.text for e in data.train], multi_hot(data.train, len(manifest.labels)))
     base_dev = probabilities(baseline, [e.text for e in data.dev])
@@ -87,6 +107,9 @@ def evaluate_goemotions(
             }
         },
         "truncated_fraction": {"dev": dev_trunc, "test": test_trunc},
+        "calibration": calibration,
+        "meld_transfer": transfer,
+        "experiments": experiment_records(model_dir),
         "exported": None,
         "evaluated_with": {"torch": torch.__version__, "python": platform.python_version()},
     }
@@ -215,6 +238,17 @@ def evaluate_meld(
                                    metrics["baselines"]["tfidf_lr"]["test"], "test")  # fmt: skip
     write_single_label_card(model_dir, manifest, metrics, figures)
     return metrics
+
+
+# Experiment records of a model's recipes (train.run.record_experiment), one JSON file each.
+EXPERIMENTS = "experiments"
+
+
+def experiment_records(model_dir: Path) -> list[dict]:
+    """Every recorded run of this model's recipes, oldest first (each file is one training run)."""
+    folder = model_dir / EXPERIMENTS
+    records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return sorted(records, key=lambda r: r["date"])
 
 
 # Recorded scores of ablation runs (train.run.record_ablation), one JSON file per ablation.

@@ -92,14 +92,25 @@ def goemotions_task(config: TrainConfig, tokenizer: TextTokenizer, data_dir: Pat
             "dev_micro_f1": report["micro_f1"],
         }
 
+    targets = torch.tensor(multi_hot(train_set, len(data.labels)), dtype=torch.float32)
     return Task(
         labels=data.labels,
         train_ids=[tokenizer.encode(e.text).input_ids.tolist() for e in train_set],
-        train_targets=torch.tensor(multi_hot(train_set, len(data.labels)), dtype=torch.float32),
+        train_targets=targets,
         dev_ids=[tokenizer.encode(e.text).input_ids.tolist() for e in data.dev],
         dev_score=dev_score,
-        loss=nn.BCEWithLogitsLoss(reduction="none"),
+        loss=nn.BCEWithLogitsLoss(reduction="none", pos_weight=positive_weights(config, targets)),
     )
+
+
+def positive_weights(config: TrainConfig, targets: torch.Tensor) -> torch.Tensor | None:
+    """Per-label weights of positive examples, (negatives / positives) ** power, capped; None: off."""
+    power = config.train.positive_weight_power
+    if not power:
+        return None
+    positives = targets.sum(dim=0).clamp(min=1.0)
+    ratio = (len(targets) - positives) / positives
+    return ratio.pow(power).clamp(min=1.0, max=config.train.positive_weight_cap)
 
 
 def meld_task(config: TrainConfig, tokenizer: TextTokenizer, data_dir: Path, limit: int) -> Task:
@@ -209,7 +220,8 @@ def fit(config: TrainConfig, task: Task, tokenizer: TextTokenizer) -> tuple[Mean
     steps_per_epoch = math.ceil(len(train_ids) / params.batch_size)
     total = steps_per_epoch * params.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(params.warmup_ratio * total), total)
-    history, best, best_state = [], -1.0, None
+    history, best, best_state, selected_weights = [], -1.0, None, "trained"
+    ema = WeightAverage(model, params.ema_decay) if params.ema_decay else None
     for epoch in range(1, params.epochs + 1):
         model.train()
         started, running = time.monotonic(), 0.0
@@ -231,22 +243,33 @@ def fit(config: TrainConfig, task: Task, tokenizer: TextTokenizer) -> tuple[Mean
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update(model)
             running += loss.item()
             bar.set_postfix(loss=f"{running / step:.4f}")
-        dev_probs = to_scores(predict_logits(model, dev_ids, tokenizer.pad_id), config.problem_type)
-        dev = task.dev_score(dev_probs)
+        dev = task.dev_score(to_scores(predict_logits(model, dev_ids, tokenizer.pad_id), config.problem_type))
         entry = {
             "epoch": epoch,
             "train_loss": running / steps_per_epoch,
             **{k: v for k, v in dev.items() if k != "select"},
             "seconds": round(time.monotonic() - started, 1),
         }
+        candidates = [("trained", dev["select"], model.state_dict())]
+        if ema is not None:
+            averaged = ema.model()
+            ema_dev = task.dev_score(
+                to_scores(predict_logits(averaged, dev_ids, tokenizer.pad_id), config.problem_type)
+            )
+            entry.update({f"ema_{k}": v for k, v in ema_dev.items() if k != "select"})
+            candidates.append(("ema", ema_dev["select"], averaged.state_dict()))
         history.append(entry)
         log.info("epoch %d: %s", epoch, json.dumps(entry))
-        if not params.select_best_epoch:
-            selected = epoch
-        elif dev["select"] > best:
-            best, best_state, selected = dev["select"], copy.deepcopy(model.state_dict()), epoch
+        for weights, score, state in candidates:
+            if not params.select_best_epoch:
+                if weights == "trained":  # without selection the last epoch's trained weights
+                    selected = epoch
+            elif score > best:
+                best, best_state, selected, selected_weights = score, copy.deepcopy(state), epoch, weights
 
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -255,7 +278,35 @@ def fit(config: TrainConfig, task: Task, tokenizer: TextTokenizer) -> tuple[Mean
         "train_examples": len(train_ids),
         "epochs": history,
         "selected_epoch": selected,
+        "selected_weights": selected_weights,
     }
+
+
+class WeightAverage:
+    """Exponential moving average of a model's trainable weights (the frozen ones never move)."""
+
+    def __init__(self, model: MeanPoolClassifier, decay: float) -> None:
+        if not 0 < decay < 1:
+            raise SystemExit(f"ema_decay must be between 0 and 1, got {decay}")
+        self.decay = decay
+        self.average = copy.deepcopy(model)
+        self.average.eval()
+        for param in self.average.parameters():
+            param.requires_grad_(False)
+        self._pairs = [
+            (avg, live)
+            for avg, live in zip(self.average.parameters(), model.parameters(), strict=True)
+            if live.requires_grad
+        ]
+
+    @torch.no_grad()
+    def update(self, model: MeanPoolClassifier) -> None:
+        averaged = [avg for avg, _ in self._pairs]
+        live = [p.detach() for _, p in self._pairs]
+        torch._foreach_lerp_(averaged, live, 1.0 - self.decay)
+
+    def model(self) -> MeanPoolClassifier:
+        return self.average
 
 
 def write_artifact(

@@ -6,16 +6,19 @@ one model per fold in train/crossval.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import time
 from pathlib import Path
 
 from emotionaware.datasets import DEFAULT_DATA_DIR, load_meld
+from emotionaware.machine import cpu_summary
 from emotionaware.paths import MODELS_DIR
 from emotionaware.tokenization import TextTokenizer
 from train.config import TrainConfig
 from train.crossval import cross_validate
-from train.evaluate import ABLATIONS, MeasureExport, conversation_scores, evaluate, load_for_eval
+from train.evaluate import ABLATIONS, EXPERIMENTS, MeasureExport, conversation_scores, evaluate, load_for_eval
 from train.fitting import TASKS, fit, write_artifact
 from train.model import (
     base_model_path,
@@ -52,7 +55,55 @@ def train(
         record_ablation(config, out_dir, data_dir, log_entry, models_dir)
     # Metrics come from the saved (fp16) artifact, exactly what export and serving rebuild.
     # Smoke runs skip the export measurement: an untrained model is not expected to pass it.
-    return evaluate(out_dir, data_dir, None if limit_train else measure_export)
+    metrics = evaluate(out_dir, data_dir, None if limit_train or config.experiment_of else measure_export)
+    if config.experiment_of:
+        record_experiment(config, metrics, log_entry, models_dir)
+    return metrics
+
+
+def experiment_record(config: TrainConfig, metrics: dict, log_entry: dict, machine: str) -> dict:
+    """One row of a model card's experiment table: the recipe, dev and test headline, train time."""
+
+    def headline(split: dict) -> dict:
+        return {
+            "macro_f1": round(split["macro_f1"], 4),
+            "micro_f1": round(split["micro_f1"], 4),
+            "ekman_macro_f1": round(split["views"]["ekman"]["macro_f1"], 4),
+        }
+
+    return {
+        "name": config.name,
+        "description": config.description,
+        "command": f"make train MODEL={config.name}",
+        "train": dataclasses.asdict(config.train),
+        "dev": headline(metrics["dev"]),
+        "test": headline(metrics["test"]),
+        "train_seconds": round(sum(e["seconds"] for e in log_entry["epochs"])),
+        "selected": {
+            "epoch": log_entry["selected_epoch"],
+            "weights": log_entry.get("selected_weights", "trained"),
+        },
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine,
+    }
+
+
+def record_experiment(
+    config: TrainConfig, metrics: dict, log_entry: dict, models_dir: Path = MODELS_DIR
+) -> Path:
+    """Keep an experiment's headline figures next to the model whose recipe it varies.
+
+    Its weights are not committed (only the chosen recipe is served); ``make eval`` of that
+    model lists every record in its card's experiment table, chosen on dev.
+    """
+    if config.dataset != "goemotions":
+        raise SystemExit("experiment records are kept for GoEmotions models only")
+    record = experiment_record(config, metrics, log_entry, cpu_summary())
+    path = models_dir / config.experiment_of / EXPERIMENTS / f"{config.name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    log.info("experiment recorded in %s", path)
+    return path
 
 
 def record_ablation(

@@ -64,6 +64,49 @@ def test_small_training_run_writes_an_artifact_with_metrics(tmp_path, data_dir):
     assert set(json.loads((tmp_path / "thresholds.json").read_text())) == set(GOEMOTIONS_LABELS)
 
 
+def test_an_experiment_records_its_figures_next_to_the_model_it_varies(tmp_path):
+    from train.card import experiments_section
+    from train.evaluate import EXPERIMENTS, experiment_records
+    from train.run import record_experiment
+
+    config = TrainConfig.for_model("goemotions-r1")
+    assert config.experiment_of == "goemotions"
+
+    def split(macro: float) -> dict:
+        return {"macro_f1": macro, "micro_f1": 0.6, "views": {"ekman": {"macro_f1": 0.63}}}
+
+    metrics = {"dev": split(0.53456), "test": split(0.51234)}
+    log = {"epochs": [{"seconds": 600.4}, {"seconds": 599.9}], "selected_epoch": 2}
+    path = record_experiment(config, metrics, log, tmp_path)
+    assert path == tmp_path / "goemotions" / EXPERIMENTS / "goemotions-r1.json"
+    record = json.loads(path.read_text())
+    assert (record["dev"]["macro_f1"], record["test"]["macro_f1"]) == (0.5346, 0.5123)
+    assert record["train"]["epochs"] == 3 and record["train_seconds"] == 1200 and "CPUs" in record["machine"]
+    assert record["selected"] == {"epoch": 2, "weights": "trained"}
+    assert record["command"] == "make train MODEL=goemotions-r1"
+    # The model it varies lists it in its card's table, next to its own recipe.
+    records = experiment_records(tmp_path / "goemotions")
+    assert records == [record]
+    table = "\n".join(experiments_section("goemotions", metrics | {"experiments": records}, log))
+    assert "| goemotions-r1 | round 1: 3 epochs" in table and "| goemotions (served) |" in table
+    assert "| 20 min |" in table
+
+
+def test_committed_goemotions_card_reports_experiments_calibration_and_the_meld_transfer():
+    metrics = json.loads((COMMITTED / METRICS).read_text())
+    card = (COMMITTED / "README.md").read_text()
+    records = sorted((COMMITTED / "experiments").glob("*.json"))
+    assert len(metrics["experiments"]) == len(records) >= 1
+    for record in metrics["experiments"]:
+        assert f"| {record['name']} |" in card
+        assert (MODELS_DIR.parent / "train" / "configs" / f"{record['name']}.toml").exists()
+    calibration = metrics["calibration"]
+    assert calibration["temperature"] > 0 and 0 <= calibration["served"]["pooled"] < 0.05
+    assert "## Calibration" in card and "## Transfer to MELD" in card
+    transfer = metrics["meld_transfer"]
+    assert transfer["examples"] == 2610 and 0 <= transfer["served"]["top_neutral"] <= 1
+
+
 def test_readme_quotes_the_committed_metrics():
     readme = (MODELS_DIR.parent / "README.md").read_text()
     metrics = json.loads((COMMITTED / METRICS).read_text())
