@@ -126,7 +126,9 @@ soak: perf-soak ## alias of perf-soak: 10 minutes at 80% of peak, errors, p99 pe
 # Long forms of the reliability proofs (CI runs short ones in tests/triton/test_reliability.py).
 # Each starts the supervised `make serve` program on free loopback ports.
 RELIABILITY := $(PY) -m bench.reliability
-RESULT = bench/results/$(shell date +%F)-$(1).md
+# Named by date and CPU vendor: figures from an Intel and an AMD host of the same day both stay.
+CPU_VENDOR := $(shell grep -m1 -oE 'AMD|Intel' /proc/cpuinfo 2>/dev/null | tr A-Z a-z)
+RESULT = bench/results/$(shell date +%F)$(if $(CPU_VENDOR),-$(CPU_VENDOR))-$(1).md
 fuzz: $(STAMP_DEV) export-if-stale ## property-based fuzz of every RPC and raw bytes, 2,500 cases per test (10,000 in all)
 	mkdir -p build
 	set -o pipefail; EMOTIONAWARE_FUZZ_EXAMPLES=2500 $(PY) -m pytest tests/triton/test_reliability.py \

@@ -183,12 +183,12 @@ def experiments_section(name: str, metrics: dict, log: dict | None) -> list[str]
     dev, test = metrics["dev"], metrics["test"]
     served = {
         "name": f"{name} (served)",
-        "description": "this card's recipe",
+        "description": served_description(name),
         "command": f"make train MODEL={name}",
         "dev": {"macro_f1": dev["macro_f1"], "ekman_macro_f1": dev["views"]["ekman"]["macro_f1"]},
         "test": {"macro_f1": test["macro_f1"], "ekman_macro_f1": test["views"]["ekman"]["macro_f1"]},
         "train_seconds": sum(e["seconds"] for e in log["epochs"]) if log else None,
-        "machine": "",
+        "machine": (log or {}).get("machine", ""),
     }
     lines = ["", "## Experiments", "",
              "Each recipe tried, chosen on dev macro-F1 only; test is reported, never used to choose. "
@@ -203,6 +203,14 @@ def experiments_section(name: str, metrics: dict, log: dict | None) -> list[str]
             f"| {r.get('machine') or '-'} | `{r['command']}` |"
         )
     return lines
+
+
+def served_description(name: str) -> str:
+    """The served config's one-line description (what its recipe changes), if it has one."""
+    from train.config import CONFIG_DIR, TrainConfig
+
+    path = CONFIG_DIR / f"{name}.toml"
+    return (TrainConfig.load(path).description if path.exists() else "") or "this card's recipe"
 
 
 def calibration_section(calibration: dict | None) -> list[str]:
@@ -229,12 +237,20 @@ def transfer_section(transfer: dict | None) -> list[str]:
     if not transfer:
         return []
     rows = [("served Ekman view (top label)", transfer["served"])]
+    rules: dict[tuple[float, float], list[str]] = {}  # rules that chose the same margin share a row
     for key in ("margin", "margin_macro", "margin_with_temperature"):
         if r := transfer.get(key):
-            t = f", T = {r['temperature']:.2f}" if r["temperature"] != 1.0 else ""
-            rows.append(
-                (f"neutral margin m = {r['margin']:+.2f}{t}, chosen by {r['chosen_by']} (not served)", r)
+            rules.setdefault((r["margin"], r["temperature"]), []).append(r["chosen_by"])
+    for (margin, temperature), chosen_by in rules.items():
+        key = next(k for k in ("margin", "margin_macro", "margin_with_temperature")
+                   if k in transfer and (transfer[k]["margin"], transfer[k]["temperature"]) == (margin, temperature))  # fmt: skip
+        t = f", T = {temperature:.2f}" if temperature != 1.0 else ""
+        rows.append(
+            (
+                f"neutral margin m = {margin:+.2f}{t}, chosen by {' and by '.join(chosen_by)} (not served)",
+                transfer[key],
             )
+        )
     lines = [
         "", "## Transfer to MELD (TV dialogue)", "",
         f"The Ekman view of this model on the {transfer['examples']} MELD test utterances, each read alone "

@@ -28,6 +28,7 @@ from transformers import get_linear_schedule_with_warmup
 from emotionaware.artifact import ArtifactManifest
 from emotionaware.context import format_context
 from emotionaware.datasets import load_goemotions, load_meld, load_perc, multi_hot, perc_folds
+from emotionaware.machine import cpu_summary
 from emotionaware.paths import MODELS_DIR
 from emotionaware.scores import to_scores
 from emotionaware.tokenization import TextTokenizer
@@ -244,7 +245,7 @@ def fit(config: TrainConfig, task: Task, tokenizer: TextTokenizer) -> tuple[Mean
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             if ema is not None:
-                ema.update(model)
+                ema.update()
             running += loss.item()
             bar.set_postfix(loss=f"{running / step:.4f}")
         dev = task.dev_score(to_scores(predict_logits(model, dev_ids, tokenizer.pad_id), config.problem_type))
@@ -279,6 +280,7 @@ def fit(config: TrainConfig, task: Task, tokenizer: TextTokenizer) -> tuple[Mean
         "epochs": history,
         "selected_epoch": selected,
         "selected_weights": selected_weights,
+        "machine": cpu_summary(),  # what the epochs' seconds were measured on
     }
 
 
@@ -300,10 +302,10 @@ class WeightAverage:
         ]
 
     @torch.no_grad()
-    def update(self, model: MeanPoolClassifier) -> None:
-        averaged = [avg for avg, _ in self._pairs]
-        live = [p.detach() for _, p in self._pairs]
-        torch._foreach_lerp_(averaged, live, 1.0 - self.decay)
+    def update(self) -> None:
+        """One step: average = decay * average + (1 - decay) * the live weights."""
+        for average, live in self._pairs:
+            average.lerp_(live, 1.0 - self.decay)
 
     def model(self) -> MeanPoolClassifier:
         return self.average

@@ -18,16 +18,22 @@ from emotionaware.taxonomy import group_indices
 def tune_thresholds(probs: np.ndarray, targets: np.ndarray, floor: float = 0.02) -> np.ndarray:
     """Per-label threshold maximising that label's F1 on the given (dev) split.
 
-    A label with no positives keeps 0.5. Thresholds are clipped to ``[floor, 1 - floor]``
-    so a rare label cannot end up firing on everything.
+    Only thresholds within ``[floor, 1 - floor]`` are candidates, so a rare label cannot end
+    up firing on everything. A label with no positives keeps 0.5, and so does a label that no
+    candidate gives a non-zero dev F1 (every dev positive scores under the floor): dev has no
+    evidence for any operating point, and clipping the best cut below the floor up to the floor
+    would make a label that fires on noise and is never right on dev.
     """
     thresholds = np.full(probs.shape[1], 0.5)
     for j in range(probs.shape[1]):
         if targets[:, j].sum() == 0:
             continue
         precision, recall, cuts = precision_recall_curve(targets[:, j], probs[:, j])
-        f1 = 2 * precision * recall / np.clip(precision + recall, 1e-12, None)
-        best = int(np.argmax(f1[:-1]))  # the last point has no threshold
+        f1 = 2 * precision[:-1] * recall[:-1] / np.clip(precision[:-1] + recall[:-1], 1e-12, None)
+        f1[(cuts < floor) | (cuts > 1 - floor)] = 0.0  # the last point of the curve has no threshold
+        if not f1.max() > 0:
+            continue
+        best = int(np.argmax(f1))
         # Midway to the next lower dev score: the same dev decisions, but no dev example sits
         # exactly on the threshold, so float rounding between stacks cannot flip it.
         lower = cuts[best - 1] if best > 0 else 0.0

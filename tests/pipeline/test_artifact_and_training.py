@@ -43,7 +43,8 @@ def test_committed_metrics_were_measured_on_test_with_dev_thresholds():
 
 def test_rebuild_refuses_a_different_base_encoder(tmp_path):
     for path in COMMITTED.iterdir():
-        (tmp_path / path.name).write_bytes(path.read_bytes())
+        if path.is_file():  # the artifact; experiments/ holds records of other runs
+            (tmp_path / path.name).write_bytes(path.read_bytes())
     manifest = ArtifactManifest.load(tmp_path)
     wrong = {name: "0" * 64 for name in manifest.frozen_from_base}
     (tmp_path / MANIFEST).write_text(dataclasses.replace(manifest, frozen_from_base=wrong).to_json())

@@ -81,7 +81,7 @@ def test_the_weight_average_moves_trained_weights_only():
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
-    average.update(model)
+    average.update()
     after = list(average.model().parameters())
     assert torch.equal(after[0], before[0])  # frozen: never averaged (it never moves anyway)
     for old, new in zip(before[1:], after[1:], strict=True):

@@ -20,6 +20,18 @@ def test_label_without_positives_keeps_default_threshold():
     assert tune_thresholds(probs, targets)[1] == 0.5
 
 
+def test_a_label_whose_positives_all_score_under_the_floor_keeps_the_default():
+    # Label 1's positives score 0.001 to 0.01: the best cut is under the 0.02 floor, and at the
+    # floor nothing fires, so dev supports no threshold at all.
+    probs = np.array([[0.9, 0.010], [0.8, 0.001], [0.1, 0.005], [0.2, 0.0001]])
+    targets = np.array([[1, 1], [1, 0], [0, 1], [0, 0]])
+    thresholds = tune_thresholds(probs, targets, floor=0.02)
+    assert thresholds[1] == 0.5 and 0.2 < thresholds[0] <= 0.8
+    # A positive over the floor is evidence: its cut is used.
+    probs[0, 1] = 0.3
+    assert 0.02 <= tune_thresholds(probs, targets, floor=0.02)[1] <= 0.3
+
+
 def test_views_are_reported_by_projection():
     labels = ["joy", "love", "anger"]
     probs = np.array([[0.9, 0.1, 0.1], [0.1, 0.1, 0.9]])
