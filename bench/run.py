@@ -29,7 +29,7 @@ from pathlib import Path
 from bench import gateway_load, speed_baselines
 from bench.triton_perf import OUT_DIR, run_level, write_input_data
 from emotionaware.datasets import DEFAULT_DATA_DIR, load_goemotions, load_meld
-from emotionaware.machine import cpu_name
+from emotionaware.machine import cpu_name, result_name
 from gateway.settings import DEFAULT_MODEL_REPOSITORY
 from launcher.tritonserver import TritonServer, die_with_parent, free_port
 
@@ -345,7 +345,7 @@ def targets(report: dict) -> list[dict]:
 
 def write(report: dict, pipe, ceiling, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{time.strftime('%Y-%m-%d')}-{report['machine']['host']}{report['tag']}"
+    stem = out / result_name(f"{report['machine']['host']}{report['tag']}")
     m = report["machine"]
     lines = [
         f"# Performance, {report['date']}",

@@ -20,6 +20,7 @@ from pathlib import Path
 from bench import gateway_load
 from bench.run import OUT_DIR, RESULTS_DIR, machine, start_gateway
 from emotionaware.datasets import DEFAULT_DATA_DIR, load_goemotions
+from emotionaware.machine import result_name
 from gateway.settings import DEFAULT_MODEL_REPOSITORY, Settings
 from launcher.tritonserver import TritonServer
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
     ]
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"{time.strftime('%Y-%m-%d')}-{m['host']}-soak"
+    stem = args.out / result_name(f"{m['host']}-soak")  # one day's AMD and Intel soaks both stay
     stem.with_suffix(".md").write_text("\n".join(lines))
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     print("\n".join(lines[:8]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 
@@ -21,3 +22,15 @@ def cpu_name() -> str:
 def cpu_summary() -> str:
     """``<cpu model>, <n> CPUs``: enough to tell the hosts of two figures apart."""
     return f"{cpu_name()}, {os.cpu_count()} CPUs"
+
+
+def cpu_vendor() -> str:
+    """``amd``, ``intel`` or empty: results of one day from both kinds of host keep apart."""
+    name = cpu_name()
+    return next((v.lower() for v in ("AMD", "Intel") if v in name), "")
+
+
+def result_name(kind: str) -> str:
+    """``<date>[-<vendor>]-<kind>``: the stem of a benchmark's result files."""
+    vendor = cpu_vendor()
+    return f"{time.strftime('%Y-%m-%d')}{'-' + vendor if vendor else ''}-{kind}"
