@@ -38,7 +38,9 @@ def train_main(argv: list[str] | None = None) -> None:
     from train.run import train
 
     # Ablations and experiments are not served: their weights go to build/, only their scores into models/.
-    default_out = (MODELS_DIR.parent / "build" if config.ablation_of or config.experiment_of else MODELS_DIR) / args.model
+    default_out = (
+        MODELS_DIR.parent / "build" if config.ablation_of or config.experiment_of else MODELS_DIR
+    ) / args.model
     out = args.out or default_out
     metrics = train(config, out, args.data_dir, args.limit_train, measure_export=measure_served_graph)
     headline_split = metrics.get("test") or metrics["crossval"]
