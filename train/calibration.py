@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from emotionaware.artifact import ProblemType
+from emotionaware.scores import to_scores
+
 BINS = 15
 # Temperatures searched, coarse to fine: a grid is deterministic and needs no optimiser.
 _GRID = np.round(np.arange(0.25, 4.0001, 0.01), 2)
@@ -51,7 +54,8 @@ def logits_of(scores: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    """Sigmoid scores of logits, by the one definition training, export and the gateway share."""
+    return to_scores(z, ProblemType.MULTI_LABEL)
 
 
 def bce(scores: np.ndarray, targets: np.ndarray) -> float:

@@ -237,19 +237,15 @@ def transfer_section(transfer: dict | None) -> list[str]:
     if not transfer:
         return []
     rows = [("served Ekman view (top label)", transfer["served"])]
-    rules: dict[tuple[float, float], list[str]] = {}  # rules that chose the same margin share a row
+    # Rules that chose the same margin at the same temperature share a row.
+    rules: dict[tuple[float, float], tuple[list[str], dict]] = {}
     for key in ("margin", "margin_macro", "margin_with_temperature"):
         if r := transfer.get(key):
-            rules.setdefault((r["margin"], r["temperature"]), []).append(r["chosen_by"])
-    for (margin, temperature), chosen_by in rules.items():
-        key = next(k for k in ("margin", "margin_macro", "margin_with_temperature")
-                   if k in transfer and (transfer[k]["margin"], transfer[k]["temperature"]) == (margin, temperature))  # fmt: skip
+            rules.setdefault((r["margin"], r["temperature"]), ([], r))[0].append(r["chosen_by"])
+    for (margin, temperature), (chosen_by, r) in rules.items():
         t = f", T = {temperature:.2f}" if temperature != 1.0 else ""
         rows.append(
-            (
-                f"neutral margin m = {margin:+.2f}{t}, chosen by {' and by '.join(chosen_by)} (not served)",
-                transfer[key],
-            )
+            (f"neutral margin m = {margin:+.2f}{t}, chosen by {' and by '.join(chosen_by)} (not served)", r)
         )
     lines = [
         "", "## Transfer to MELD (TV dialogue)", "",

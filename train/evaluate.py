@@ -60,11 +60,15 @@ def evaluate_goemotions(
     """Tune thresholds on dev, report dev and test; writes thresholds.json and metrics.json."""
     model, manifest, tokenizer, data = load_for_eval(model_dir, data_dir, load_goemotions)
 
-    def scores(examples: list[MultiLabelExample]) -> tuple[np.ndarray, np.ndarray, float]:
-        encoded = [tokenizer.encode(e.text) for e in examples]
-        truncated = float(np.mean([t.truncated for t in encoded]))
+    def score_texts(texts: list[str]) -> tuple[np.ndarray, float]:
+        """Scores of texts read alone, and the share of them truncated."""
+        encoded = [tokenizer.encode(t) for t in texts]
         logits = predict_logits(model, [t.input_ids.tolist() for t in encoded], tokenizer.pad_id)
-        return to_scores(logits, manifest.problem_type), multi_hot(examples, len(manifest.labels)), truncated
+        return to_scores(logits, manifest.problem_type), float(np.mean([t.truncated for t in encoded]))
+
+    def scores(examples: list[MultiLabelExample]) -> tuple[np.ndarray, np.ndarray, float]:
+        probs, truncated = score_texts([e.text for e in examples])
+        return probs, multi_hot(examples, len(manifest.labels)), truncated
 
     dev_probs, dev_targets, dev_trunc = scores(data.dev)
     thresholds = kept_thresholds(model_dir, manifest.labels, tune_thresholds(dev_probs, dev_targets))
@@ -72,13 +76,14 @@ def evaluate_goemotions(
     views = {"ekman": EKMAN_MAPPING, "sentiment": SENTIMENT_MAPPING}
     calibration = calibration_report(dev_probs, dev_targets, test_probs, test_targets)
 
-    def score_texts(texts: list[str]) -> np.ndarray:
-        ids = [tokenizer.encode(t).input_ids.tolist() for t in texts]
-        return to_scores(predict_logits(model, ids, tokenizer.pad_id), manifest.problem_type)
-
     meld = load_meld(data_dir)
     transfer = meld_transfer(
-        score_texts, manifest.labels, thresholds, calibration["temperature"], meld.dev, meld.test
+        lambda texts: score_texts(texts)[0],
+        manifest.labels,
+        thresholds,
+        calibration["temperature"],
+        meld.dev,
+        meld.test,
     )
     # The reference: the model trained on MELD itself, with context (its own card's figures).
     reference = model_dir.parent / "conversation" / METRICS

@@ -23,6 +23,7 @@ from sklearn.metrics import f1_score
 from emotionaware.datasets import ConversationExample
 from emotionaware.taxonomy import EKMAN_LABELS, EKMAN_MAPPING, group_indices
 from train.calibration import logits_of, sigmoid
+from train.metrics import project
 
 # Margins searched for the neutral rule (score differences).
 MARGINS = np.round(np.arange(-0.3, 0.6001, 0.02), 2)
@@ -31,7 +32,7 @@ MARGINS = np.round(np.arange(-0.3, 0.6001, 0.02), 2)
 def ekman_scores(scores: np.ndarray, labels: Sequence[str]) -> np.ndarray:
     """Coarse Ekman scores (highest member score) in EKMAN_LABELS order, as the gateway projects."""
     groups = group_indices(labels, EKMAN_MAPPING)
-    return np.stack([scores[:, list(groups[name])].max(axis=1) for name in EKMAN_LABELS], axis=1)
+    return project(scores, {name: groups[name] for name in EKMAN_LABELS})
 
 
 def with_margin(coarse: np.ndarray, margin: float) -> np.ndarray:
