@@ -29,7 +29,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export EMOTIONAWARE_DATA_DIR := $(abspath $(DATA_DIR))
 
-.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs proto train eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence auth-cost gpu-bundle images constraints clean
+.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs proto train probes eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence auth-cost gpu-bundle images constraints clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -67,6 +67,9 @@ $(PROTO_OUT): $(PROTO_SRC) | $(STAMP)
 
 train: $(STAMP_TRAIN) ## fine-tune MODEL from train/configs/$(MODEL).toml into models/$(MODEL) (CPU: 30-90 min; poems trains 5 folds)
 	$(VENV)/bin/emotionaware-train --model $(MODEL) --data-dir $(DATA_DIR) $(if $(OUT),--out $(OUT))
+
+probes: $(STAMP_TRAIN) ## poems: frozen-encoder probes by nested cross-validation -> models/poems/experiments/ (about 10 min)
+	$(VENV)/bin/python -m train.probes --data-dir $(DATA_DIR)
 
 eval: $(STAMP_TRAIN) proto ## recompute models/$(MODEL)/metrics.json, card, figures, baselines and export checks (<5 min)
 	$(VENV)/bin/emotionaware-eval --model $(MODEL) --data-dir $(DATA_DIR)

@@ -235,6 +235,7 @@ def evaluate_meld(
         "dev": report(data.dev, manifest.context_turns),
         "test": report(data.test, manifest.context_turns),
         "baselines": baselines,
+        "experiments": experiment_records(model_dir),
         "exported": measure_export(model_dir, data_dir) if measure_export else None,
         "evaluated_with": {"torch": torch.__version__, "python": platform.python_version()},
     }
@@ -357,6 +358,10 @@ def evaluate_perc(
             **singlelabel_report(served, targets[first], data.labels),
         },
         "baselines": {"tfidf_lr": {"recipe": RECIPE, "crossval": cv_report(baseline_oof)}},
+        # Every fold's epochs: what the served recipe's cross-validation cost to train.
+        "crossval_train_seconds": round(sum(e["seconds"] for f in record["train_logs"] for e in f["epochs"])),
+        "crossval_machine": record["train_logs"][0].get("machine", ""),
+        "experiments": experiment_records(model_dir),
         "exported": measure_export(model_dir, data_dir) if measure_export else None,
         "evaluated_with": {"torch": torch.__version__, "python": platform.python_version()},
     }

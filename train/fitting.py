@@ -114,6 +114,16 @@ def positive_weights(config: TrainConfig, targets: torch.Tensor) -> torch.Tensor
     return ratio.pow(power).clamp(min=1.0, max=config.train.positive_weight_cap)
 
 
+def class_weights(config: TrainConfig, labels: tuple[str, ...], examples) -> torch.Tensor | None:
+    """Per-class loss weights, (n / (classes * count)) ** power; None: off (single-label)."""
+    power = config.train.class_weight_power
+    if not power:
+        return None
+    counts = np.bincount([e.label for e in examples], minlength=len(labels)).clip(min=1)
+    balanced = len(examples) / (len(labels) * counts)
+    return torch.tensor(balanced**power, dtype=torch.float32)
+
+
 def meld_task(config: TrainConfig, tokenizer: TextTokenizer, data_dir: Path, limit: int) -> Task:
     data = load_meld(data_dir)
     train_set = data.train[:limit] if limit else data.train
@@ -140,7 +150,7 @@ def meld_task(config: TrainConfig, tokenizer: TextTokenizer, data_dir: Path, lim
         train_targets=torch.tensor([e.label for e in train_set], dtype=torch.long),
         dev_ids=encode(data.dev),
         dev_score=dev_score,
-        loss=nn.CrossEntropyLoss(reduction="none"),
+        loss=nn.CrossEntropyLoss(reduction="none", weight=class_weights(config, data.labels, train_set)),
         train_ids_alone=alone,
     )
 

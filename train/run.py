@@ -65,6 +65,8 @@ def experiment_record(config: TrainConfig, metrics: dict, log_entry: dict, machi
     """One row of a model card's experiment table: the recipe, dev and test headline, train time."""
 
     def headline(split: dict) -> dict:
+        if "views" not in split:  # single-label (MELD): the weighted-F1 it is chosen on
+            return {k: round(split[k], 4) for k in ("weighted_f1", "macro_f1", "accuracy")}
         return {
             "macro_f1": round(split["macro_f1"], 4),
             "micro_f1": round(split["micro_f1"], 4),
@@ -96,8 +98,8 @@ def record_experiment(
     Its weights are not committed (only the chosen recipe is served); ``make eval`` of that
     model lists every record in its card's experiment table, chosen on dev.
     """
-    if config.dataset != "goemotions":
-        raise SystemExit("experiment records are kept for GoEmotions models only")
+    if config.dataset not in ("goemotions", "meld"):
+        raise SystemExit("experiment records are kept for GoEmotions and MELD models only")
     record = experiment_record(config, metrics, log_entry, cpu_summary())
     path = models_dir / config.experiment_of / EXPERIMENTS / f"{config.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

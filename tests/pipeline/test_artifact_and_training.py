@@ -93,6 +93,31 @@ def test_an_experiment_records_its_figures_next_to_the_model_it_varies(tmp_path)
     assert "| 20 min |" in table
 
 
+def test_a_conversation_experiment_is_recorded_and_chosen_on_weighted_f1(tmp_path):
+    from train.card import SINGLE_LABEL_COLUMNS, experiments_section
+    from train.evaluate import experiment_records
+    from train.run import record_experiment
+
+    config = TrainConfig.for_model("conversation-r2w")
+    assert config.experiment_of == "conversation" and config.train.class_weight_power == 0.5
+
+    def split(weighted: float) -> dict:
+        return {"weighted_f1": weighted, "macro_f1": 0.43, "accuracy": 0.63}
+
+    metrics = {"dev": split(0.58761), "test": split(0.62049)}
+    log = {"epochs": [{"seconds": 300.0}] * 4, "selected_epoch": 4, "selected_weights": "ema"}
+    record = json.loads(record_experiment(config, metrics, log, tmp_path).read_text())
+    assert record["dev"] == {"weighted_f1": 0.5876, "macro_f1": 0.43, "accuracy": 0.63}
+    assert record["selected"] == {"epoch": 4, "weights": "ema"} and record["train_seconds"] == 1200
+    records = experiment_records(tmp_path / "conversation")
+    table = "\n".join(
+        experiments_section("conversation", metrics | {"experiments": records}, log, SINGLE_LABEL_COLUMNS)
+    )
+    assert "chosen on dev weighted-F1 only" in table
+    assert "| conversation-r2w | conversation-r2 plus class weights" in table
+    assert "| 0.588 | 0.620 | 0.430 | 0.430 | 20 min |" in table
+
+
 def test_committed_goemotions_card_reports_experiments_calibration_and_the_meld_transfer():
     metrics = json.loads((COMMITTED / METRICS).read_text())
     card = (COMMITTED / "README.md").read_text()
