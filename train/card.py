@@ -144,6 +144,7 @@ def write_model_card(
         lines += training_table(log)
     lines += experiments_section(manifest.name, metrics, log)
     lines += calibration_section(metrics.get("calibration"))
+    lines += view_rules_section(metrics.get("view_rules"))
     lines += transfer_section(metrics.get("meld_transfer"))
     lines += exported_section(metrics)
     lines += figures_section(model_dir, figures)
@@ -244,6 +245,25 @@ def calibration_section(calibration: dict | None) -> list[str]:
           f"| {r['top_label_right']:.3f} | {r['bce']:.4f} |"
           for name, r in (("served", served), (f"with T = {calibration['temperature']:.2f} (not served)", scaled))),
     ]  # fmt: skip
+
+
+def view_rules_section(rules: dict | None) -> list[str]:
+    """Each view's macro-F1 under the served decision rule and with its own dev-tuned thresholds."""
+    if not rules:
+        return []
+    lines = ["", "## View decisions", "",
+             "The served rule predicts a coarse label when any of its member labels is predicted, so a view "
+             "never contradicts the model's own labels. The alternative (not served) gives each coarse label "
+             "its own threshold on its score (the highest member score), tuned on dev like the labels' own; "
+             "it may then predict a group none of whose labels is predicted, or the reverse.",
+             "", "| view | served: dev macro-F1 | served: test macro-F1 | own thresholds: dev | own thresholds: test |",
+             "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for name, r in rules.items():
+        served, own = r["served"], r["own_thresholds"]
+        lines.append(
+            f"| {name} | {served['dev']:.3f} | {served['test']:.3f} | {own['dev']:.3f} | {own['test']:.3f} |"
+        )
+    return lines
 
 
 def transfer_section(transfer: dict | None) -> list[str]:

@@ -116,3 +116,40 @@ def macro_f1(targets: np.ndarray, predicted: np.ndarray) -> float:
 def weighted_f1(targets: np.ndarray, predicted: np.ndarray) -> float:
     """Support-weighted F1 (the single-label headline)."""
     return float(f1_score(targets, predicted.astype(int), average="weighted", zero_division=0))
+
+
+def view_decision_rules(
+    dev: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    thresholds: np.ndarray,
+    labels: Sequence[str],
+    views: Mapping[str, Mapping[str, Sequence[str]]],
+) -> dict:
+    """Each view's macro-F1 under two decision rules, on dev and test ((scores, targets) each).
+
+    ``served``: a coarse label is predicted when any member label is (the gateway's rule, so a
+    view never contradicts the fine labels). ``own_thresholds``: a coarse label is predicted
+    when its score (the highest member score) reaches a threshold of its own, tuned on dev.
+    """
+    out = {}
+    for name, mapping in views.items():
+        groups = group_indices(labels, mapping)
+        coarse_dev, coarse_test = project(dev[0], groups), project(test[0], groups)
+        truth_dev, truth_test = project(dev[1], groups), project(test[1], groups)
+        own = tune_thresholds(coarse_dev, truth_dev)
+
+        def macro(truth: np.ndarray, preds: np.ndarray) -> float:
+            return float(f1_score(truth, preds, average="macro", zero_division=0))
+
+        out[name] = {
+            "served": {
+                "dev": macro(truth_dev, project((dev[0] >= thresholds).astype(int), groups)),
+                "test": macro(truth_test, project((test[0] >= thresholds).astype(int), groups)),
+            },
+            "own_thresholds": {
+                "dev": macro(truth_dev, (coarse_dev >= own).astype(int)),
+                "test": macro(truth_test, (coarse_test >= own).astype(int)),
+                "thresholds": {label: round(float(t), 4) for label, t in zip(groups, own, strict=True)},
+            },
+        }
+    return out

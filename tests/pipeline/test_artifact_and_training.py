@@ -114,7 +114,7 @@ def test_a_conversation_experiment_is_recorded_and_chosen_on_weighted_f1(tmp_pat
         experiments_section("conversation", metrics | {"experiments": records}, log, SINGLE_LABEL_COLUMNS)
     )
     assert "chosen on dev weighted-F1 only" in table
-    assert "| conversation-r2w | conversation-r2 plus class weights" in table
+    assert "| conversation-r2w | the round-2 recipe plus class weights" in table
     assert "| 0.588 | 0.620 | 0.430 | 0.430 | 20 min |" in table
 
 
@@ -267,7 +267,8 @@ def test_eval_refuses_a_crossval_record_the_committed_weights_do_not_reproduce(t
     from train.evaluate import evaluate_perc
 
     for path in POEMS.iterdir():
-        (tmp_path / path.name).write_bytes(path.read_bytes())
+        if path.is_file():  # the artifact; experiments/ holds records of other recipes
+            (tmp_path / path.name).write_bytes(path.read_bytes())
     record = json.loads((tmp_path / CROSSVAL).read_text())
     # Scores are stored in poem order; shift one held-out poem of fold 1 by 0.02.
     index = [p.id for p in load_perc(data_dir).poems].index(record["held_out_ids"][0][0])
@@ -289,3 +290,28 @@ def test_ablation_scores_out_of_dataset_order_are_refused(tmp_path, data_dir):
     path.write_text(json.dumps(record))
     with pytest.raises(ValueError, match="recorded test scores are not in the dataset's order"):
         ablation_report(path, load_meld(data_dir))
+
+
+def test_committed_conversation_card_lists_every_recipe_tried():
+    metrics = json.loads((CONVERSATION / METRICS).read_text())
+    card = (CONVERSATION / "README.md").read_text()
+    records = sorted((CONVERSATION / "experiments").glob("*.json"))
+    assert len(metrics["experiments"]) == len(records) >= 2
+    assert "chosen on dev weighted-F1 only" in card and "| conversation (served) |" in card
+    for record in metrics["experiments"]:
+        assert f"| {record['name']} |" in card
+        # Re-trainable: a config of its own, or the commit whose recipe it was.
+        config = MODELS_DIR.parent / "train" / "configs" / f"{record['name']}.toml"
+        assert config.exists() or record["command"].startswith("git checkout ")
+    # The served model is the recipe with the best dev figure of all recorded ones.
+    served = metrics["dev"]["weighted_f1"]
+    assert all(round(served, 4) >= r["dev"]["weighted_f1"] for r in metrics["experiments"])
+
+
+def test_committed_poems_card_compares_probes_on_the_same_folds():
+    poems = MODELS_DIR / "poems"
+    metrics = json.loads((poems / METRICS).read_text())
+    card = (poems / "README.md").read_text()
+    (probe,) = [r for r in metrics["experiments"] if r["name"] == "poems-probe"]
+    assert len(probe["crossval"]["per_fold"]) == metrics["folds_trained"] == 5
+    assert "| poems-probe |" in card and "| poems (served) |" in card and "| tfidf_lr |" in card

@@ -41,3 +41,24 @@ def test_views_are_reported_by_projection():
     )
     assert report["views"]["coarse"]["macro_f1"] == pytest.approx(1.0)
     assert report["macro_f1"] < 1.0
+
+
+def test_view_rules_report_the_served_view_and_one_with_its_own_dev_thresholds():
+    from train.metrics import multilabel_report, view_decision_rules
+
+    rng = np.random.default_rng(3)
+    labels = ("a", "b", "c")
+    views = {"coarse": {"ab": ["a", "b"], "c": ["c"]}}
+    targets = (rng.random((400, 3)) < 0.3).astype(int)
+    scores = np.clip(0.35 * targets + rng.random((400, 3)) * 0.7, 0, 1)
+    dev, test = (scores[:200], targets[:200]), (scores[200:], targets[200:])
+    thresholds = np.array([0.6, 0.5, 0.4])
+    rules = view_decision_rules(dev, test, thresholds, labels, views)["coarse"]
+    # The served rule is the one multilabel_report's views use.
+    served_test = multilabel_report(test[0], test[1], thresholds, labels, views)["views"]["coarse"][
+        "macro_f1"
+    ]
+    assert rules["served"]["test"] == pytest.approx(served_test)
+    assert set(rules["own_thresholds"]["thresholds"]) == {"ab", "c"}
+    # Here (as on GoEmotions) the own thresholds do better on dev, where they were tuned.
+    assert rules["own_thresholds"]["dev"] >= rules["served"]["dev"] - 1e-9
