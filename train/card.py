@@ -217,6 +217,10 @@ def experiments_section(
         lines.append(
             f"| {r['name']} | {r['description']} | {cells} | {took} | {r.get('machine') or '-'} | `{r['command']}` |"
         )
+    key, label = columns[0]
+    ahead = [r["name"] for r in rows if round(r["dev"][key], 4) > round(served["dev"][key], 4)]
+    if ahead:  # recorded but not promoted yet: the table must not pass for a finished choice
+        lines += ["", f"Not served yet, although ahead on dev {label}: {', '.join(f'`{n}`' for n in ahead)}."]
     return lines
 
 

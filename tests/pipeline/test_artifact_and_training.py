@@ -116,6 +116,10 @@ def test_a_conversation_experiment_is_recorded_and_chosen_on_weighted_f1(tmp_pat
     assert "chosen on dev weighted-F1 only" in table
     assert "| conversation-r2w | the round-2 recipe plus class weights" in table
     assert "| 0.588 | 0.620 | 0.430 | 0.430 | 20 min |" in table
+    assert "Not served yet" not in table  # the served row has the same dev figure
+    ahead = metrics | {"experiments": records, "dev": split(0.5), "test": split(0.6)}
+    table = "\n".join(experiments_section("conversation", ahead, log, SINGLE_LABEL_COLUMNS))
+    assert "Not served yet, although ahead on dev weighted-F1: `conversation-r2w`." in table
 
 
 def test_committed_goemotions_card_reports_experiments_calibration_and_the_meld_transfer():
