@@ -153,13 +153,18 @@ def write_model_card(
     return path
 
 
+def selected_weights(log: dict, averaged: bool) -> str:
+    """The kept epoch and, when a weight average was scored too, which weights won."""
+    if not averaged:
+        return f"{log['selected_epoch']}"
+    weights = "averaged" if log.get("selected_weights") == "ema" else "trained"
+    return f"{log['selected_epoch']}, {weights} weights"
+
+
 def training_table(log: dict) -> list[str]:
     """Per-epoch loss and dev figures; with a weight average, its dev figures too."""
     averaged = "ema_dev_macro_f1" in log["epochs"][0]
-    weights = log.get("selected_weights", "trained")
-    kept = f"{log['selected_epoch']}" + (
-        f", {'averaged' if weights == 'ema' else 'trained'} weights" if averaged else ""
-    )
+    kept = selected_weights(log, averaged)
     lines = [
         "",
         f"Training: {log['train_examples']} examples; epoch selected on dev macro-F1: {kept}.",
@@ -348,12 +353,7 @@ def write_single_label_card(
     lines += per_label_table(metrics["test"]["per_label"])
     if log:
         keys = [k for k in log["epochs"][0] if k.startswith(("dev_", "ema_dev_"))]
-        weights = log.get("selected_weights", "trained")
-        kept = f"{log['selected_epoch']}" + (
-            f", {'averaged' if weights == 'ema' else 'trained'} weights"
-            if any("ema_" in k for k in keys)
-            else ""
-        )
+        kept = selected_weights(log, any(k.startswith("ema_") for k in keys))
         lines += [
             "",
             f"Training: {log['train_examples']} examples; epoch selected on dev: {kept}.",

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from emotionaware.artifact import ProblemType
-from emotionaware.datasets import DEFAULT_DATA_DIR, load_perc, perc_folds
+from emotionaware.datasets import DEFAULT_DATA_DIR, LabelledText, load_perc, perc_folds
 from emotionaware.machine import cpu_summary
 from emotionaware.paths import MODELS_DIR
 from emotionaware.tokenization import TextTokenizer
@@ -74,9 +74,7 @@ def encoder_model(name: str, config: TrainConfig) -> torch.nn.Module:
     return model
 
 
-def embed(config: TrainConfig, data_dir: Path, encoders: tuple[str, ...], limit: int = 0) -> Embedded:
-    data = load_perc(data_dir)
-    poems = data.poems[:limit] if limit else data.poems
+def embed(config: TrainConfig, poems: list[LabelledText], encoders: tuple[str, ...]) -> Embedded:
     tokenizer = TextTokenizer(base_model_path(config.base) / "tokenizer.json", config.train.max_length)
     windows = text_windows(tokenizer, [p.text for p in poems])
     by_encoder = {}
@@ -179,9 +177,9 @@ def run(
     """Embed, run the nested cross-validation and write the poems model's experiment record."""
     config = TrainConfig.for_model("poems")
     started = time.monotonic()
-    emb = embed(config, data_dir, encoders, limit)
     data = load_perc(data_dir)
     poems = data.poems[:limit] if limit else data.poems
+    emb = embed(config, poems, encoders)
     folds = perc_folds(poems, folds=5 if not limit else 3)
     result = nested_cv(emb, data.labels, folds, grid, INNER_FOLDS if not limit else 2)
     record = {
