@@ -28,6 +28,9 @@ class TrainParams:
     # Start from the encoder of this committed model (a models/ folder name) instead of the
     # base package: intermediate-task transfer, e.g. MELD from the GoEmotions encoder.
     init_from: str = ""
+    # Take ``init_from``'s artifact as committed at this git commit instead of the working tree:
+    # the donor model may have been retrained since, and the recipe must still reproduce.
+    init_from_commit: str = ""
     # Share of training examples whose context is dropped each epoch, so the model also
     # learns to read the utterance alone (0: always give the context).
     context_dropout: float = 0.0

@@ -36,7 +36,13 @@ from train.baselines import RECIPE, fit_multi_label, fit_single_label, probabili
 from train.calibration import calibration_report
 from train.card import write_model_card, write_poems_card, write_single_label_card
 from train.folds import CROSSVAL, held_out_scores
-from train.metrics import multilabel_report, singlelabel_report, tune_thresholds, view_decision_rules
+from train.metrics import (
+    multilabel_report,
+    singlelabel_report,
+    threshold_rules,
+    tune_thresholds,
+    view_decision_rules,
+)
 from train.model import base_model_path, load_artifact
 from train.predict import predict_logits
 from train.transfer import meld_transfer
@@ -116,6 +122,7 @@ def evaluate_goemotions(
         "view_rules": view_decision_rules(
             (dev_probs, dev_targets), (test_probs, test_targets), thresholds, manifest.labels, views
         ),
+        "threshold_rules": threshold_rules((dev_probs, dev_targets), (test_probs, test_targets)),
         "meld_transfer": transfer,
         "experiments": experiment_records(model_dir),
         "exported": None,

@@ -14,6 +14,8 @@ import json
 import logging
 import math
 import random
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +27,11 @@ from torch import nn
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from emotionaware.artifact import ArtifactManifest
+from emotionaware.artifact import MANIFEST, WEIGHTS, ArtifactManifest
 from emotionaware.context import format_context
 from emotionaware.datasets import load_goemotions, load_meld, load_perc, multi_hot, perc_folds
 from emotionaware.machine import cpu_summary
-from emotionaware.paths import MODELS_DIR
+from emotionaware.paths import MODELS_DIR, ROOT
 from emotionaware.scores import to_scores
 from emotionaware.tokenization import TextTokenizer
 from train.config import TrainConfig
@@ -68,6 +70,12 @@ class Task:
     train_weights: torch.Tensor | None = None
     # Token ids without context, swapped in for ``context_dropout`` of the examples each epoch.
     train_ids_alone: list[list[int]] | None = None
+    # Multi-label with weighted positives: log of each label's positive weight. Weighting a
+    # label's positives by w moves the loss's optimal logit up by log w, so its sigmoid scores
+    # overstate the label; the trained head's bias is lowered by this much (prior correction)
+    # so served scores are calibrated probabilities again. Each label's ranking is unchanged,
+    # so dev-tuned thresholds make the same decisions.
+    logit_offset: torch.Tensor | None = None
 
 
 def weighted_loss(task: Task, logits: torch.Tensor, index: list[int]) -> torch.Tensor:
@@ -94,13 +102,15 @@ def goemotions_task(config: TrainConfig, tokenizer: TextTokenizer, data_dir: Pat
         }
 
     targets = torch.tensor(multi_hot(train_set, len(data.labels)), dtype=torch.float32)
+    weights = positive_weights(config, targets)
     return Task(
         labels=data.labels,
         train_ids=[tokenizer.encode(e.text).input_ids.tolist() for e in train_set],
         train_targets=targets,
         dev_ids=[tokenizer.encode(e.text).input_ids.tolist() for e in data.dev],
         dev_score=dev_score,
-        loss=nn.BCEWithLogitsLoss(reduction="none", pos_weight=positive_weights(config, targets)),
+        loss=nn.BCEWithLogitsLoss(reduction="none", pos_weight=weights),
+        logit_offset=None if weights is None else weights.log(),
     )
 
 
@@ -206,11 +216,34 @@ def initial_model(config: TrainConfig, num_labels: int) -> MeanPoolClassifier:
     params = config.train
     model = build_from_base(config.base, num_labels, params.dropout)
     if params.init_from:
-        donor, manifest = load_artifact(MODELS_DIR / params.init_from)
+        if params.init_from_commit:
+            with tempfile.TemporaryDirectory(prefix=f"init-{params.init_from}-") as folder:
+                donor, manifest = load_artifact(
+                    committed_artifact(params.init_from, params.init_from_commit, Path(folder))
+                )
+        else:
+            donor, manifest = load_artifact(MODELS_DIR / params.init_from)
         if manifest.base != config.base:
             raise SystemExit(f"init_from {params.init_from!r} was trained from another base encoder")
         model.encoder.load_state_dict(donor.encoder.state_dict())
     return model
+
+
+def committed_artifact(name: str, commit: str, folder: Path) -> Path:
+    """Write models/<name>'s artifact files as committed at ``commit`` into ``folder``."""
+    for file in (MANIFEST, WEIGHTS):
+        shown = subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{commit}:models/{name}/{file}"],
+            capture_output=True,
+            check=False,
+        )
+        if shown.returncode != 0:
+            raise SystemExit(
+                f"init_from_commit: models/{name}/{file} is not in commit {commit!r} of this clone "
+                f"(a shallow clone lacks it: git fetch --unshallow): {shown.stderr.decode()[:200]}"
+            )
+        (folder / file).write_bytes(shown.stdout)
+    return folder
 
 
 def fit(config: TrainConfig, task: Task, tokenizer: TextTokenizer) -> tuple[MeanPoolClassifier, dict]:
@@ -284,7 +317,7 @@ def fit(config: TrainConfig, task: Task, tokenizer: TextTokenizer) -> tuple[Mean
 
     if best_state is not None:
         model.load_state_dict(best_state)
-    return model, {
+    entry = {
         "config": config.name,
         "train_examples": len(train_ids),
         "epochs": history,
@@ -292,6 +325,19 @@ def fit(config: TrainConfig, task: Task, tokenizer: TextTokenizer) -> tuple[Mean
         "selected_weights": selected_weights,
         "machine": cpu_summary(),  # what the epochs' seconds were measured on
     }
+    if task.logit_offset is not None:
+        correct_priors(model, task.logit_offset)
+        entry["prior_correction"] = PRIOR_CORRECTION
+    return model, entry
+
+
+PRIOR_CORRECTION = "head bias lowered by log(positive weight) per label"
+
+
+def correct_priors(model: MeanPoolClassifier, offset: torch.Tensor) -> None:
+    """Lower the head's bias by ``offset`` (see Task.logit_offset), in place."""
+    with torch.no_grad():
+        model.classifier.bias.sub_(offset.to(model.classifier.bias.dtype))
 
 
 class WeightAverage:

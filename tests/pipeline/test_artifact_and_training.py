@@ -93,6 +93,33 @@ def test_an_experiment_records_its_figures_next_to_the_model_it_varies(tmp_path)
     assert "| 20 min |" in table
 
 
+def test_a_rerun_of_the_served_recipe_is_its_spread_not_a_candidate():
+    import dataclasses
+
+    from train.card import experiments_section
+
+    def split(macro: float) -> dict:
+        return {"macro_f1": macro, "micro_f1": 0.6, "views": {"ekman": {"macro_f1": 0.63}}}
+
+    def record(name: str, train: dict, dev: float) -> dict:
+        def headline(macro: float) -> dict:
+            return {"macro_f1": macro, "micro_f1": 0.6, "ekman_macro_f1": 0.63}
+
+        return {"name": name, "description": "d", "command": "c", "train": train, "dev": headline(dev),
+                "test": headline(0.5), "train_seconds": 60, "machine": "m"}  # fmt: skip
+
+    served = dataclasses.asdict(TrainConfig.for_model("goemotions").train)
+    # Records predating a parameter omit it: it took its default then, as it does now.
+    older = {k: v for k, v in served.items() if k != "class_weight_power"}
+    other = served | {"epochs": served["epochs"] + 1}
+    metrics = {"dev": split(0.55), "test": split(0.52)}
+    log = {"epochs": [{"seconds": 60.0}], "machine": "m"}
+    rows = [record("rerun", older, 0.56), record("longer", other, 0.57)]
+    table = "\n".join(experiments_section("goemotions", metrics | {"experiments": rows}, log))
+    assert "not a candidate), dev macro-F1: `rerun` 0.560; served 0.550." in table
+    assert "Not served yet, although ahead on dev macro-F1: `longer`." in table
+
+
 def test_a_conversation_experiment_is_recorded_and_chosen_on_weighted_f1(tmp_path):
     from train.card import SINGLE_LABEL_COLUMNS, experiments_section
     from train.evaluate import experiment_records
@@ -129,10 +156,16 @@ def test_committed_goemotions_card_reports_experiments_calibration_and_the_meld_
     assert len(metrics["experiments"]) == len(records) >= 1
     for record in metrics["experiments"]:
         assert f"| {record['name']} |" in card
-        assert (MODELS_DIR.parent / "train" / "configs" / f"{record['name']}.toml").exists()
+        config = MODELS_DIR.parent / "train" / "configs" / f"{record['name']}.toml"
+        assert config.exists() or record["command"].startswith("git checkout ")
     calibration = metrics["calibration"]
     assert calibration["temperature"] > 0 and 0 <= calibration["served"]["pooled"] < 0.05
     assert "## Calibration" in card and "## Transfer to MELD" in card
+    # The served thresholds are the per-label rule; its test figure is the card's headline.
+    assert "## Threshold rules" in card
+    served_rule = metrics["threshold_rules"]["per_label"]
+    assert served_rule["test"] == pytest.approx(metrics["test"]["macro_f1"])
+    assert served_rule["dev_in_sample"] == pytest.approx(metrics["dev"]["macro_f1"])
     transfer = metrics["meld_transfer"]
     assert transfer["examples"] == 2610 and 0 <= transfer["served"]["top_neutral"] <= 1
 

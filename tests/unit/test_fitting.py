@@ -53,3 +53,50 @@ def test_multi_label_positive_weights_are_capped_and_never_below_one():
         with_params("goemotions", positive_weight_power=0.5, positive_weight_cap=5.0), targets
     )
     assert weights.tolist() == pytest.approx([5.0, 1.0, 1.0])  # sqrt(99) capped at 5; 1/9 raised to 1
+
+
+def test_prior_correction_turns_positive_weighted_scores_back_into_probabilities():
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from train.fitting import correct_priors
+
+    # Two labels with base rates 0.05 and 0.3; a bias-only head is trained to the loss optimum
+    # with positives weighted as the recipe weights them.
+    rates = torch.tensor([0.05, 0.3])
+    targets = (torch.arange(1000).unsqueeze(1) < (rates * 1000).unsqueeze(0)).float()
+    weights = positive_weights(with_params("goemotions", positive_weight_power=0.5), targets)
+    head = nn.Linear(1, 2)
+    nn.init.zeros_(head.weight)
+    loss = nn.BCEWithLogitsLoss(pos_weight=weights)
+    optimizer = torch.optim.LBFGS(head.parameters(), max_iter=200)
+
+    def closure():
+        optimizer.zero_grad()
+        value = loss(head(torch.zeros(len(targets), 1)), targets)
+        value.backward()
+        return value
+
+    optimizer.step(closure)
+    overstated = torch.sigmoid(head.bias.detach())
+    assert torch.all(overstated > rates + 0.05)  # weighted positives inflate the scores
+    correct_priors(SimpleNamespace(classifier=head), weights.log())
+    assert torch.allclose(torch.sigmoid(head.bias.detach()), rates, atol=1e-3)
+
+
+def test_a_pinned_donor_is_read_from_its_commit_not_the_working_tree(tmp_path):
+    from train.fitting import committed_artifact, initial_model
+    from train.model import load_artifact
+
+    config = TrainConfig.for_model("conversation")
+    pinned = config.train.init_from_commit
+    assert config.train.init_from == "goemotions" and pinned
+    donor, manifest = load_artifact(committed_artifact("goemotions", pinned, tmp_path))
+    assert manifest.name == "goemotions" and manifest.base == config.base
+    # The recipe's starting encoder is that commit's, whatever models/goemotions holds now.
+    model = initial_model(config, 7)
+    start, expected = model.encoder.state_dict(), donor.encoder.state_dict()
+    assert all(torch.equal(start[k], expected[k]) for k in expected)
+    with pytest.raises(SystemExit, match="is not in commit 'no-such-commit'"):
+        committed_artifact("goemotions", "no-such-commit", tmp_path)
