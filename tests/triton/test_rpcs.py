@@ -118,8 +118,10 @@ async def test_concurrent_calls_are_batched_by_the_gateway(gateway_target):
 async def test_stream_context_changes_the_answer_where_it_should(stub):
     """The same reply after good news and after bad news, in two interleaved conversations.
 
-    Alone, "No way." reads as neutral; after "He cheated on me" the conversation model hears
-    sadness, after "I got the job" it hears more joy. Each conversation only sees its own turns.
+    After "He cheated on me" the conversation model hears sadness in "No way." (measured: 0.51,
+    against 0.17 alone, where surprise and neutral lead). Each conversation only sees its own
+    turns: after "I got the job" the reply is much less sad (0.30; this model does not hear
+    joy there, a known weakness of the round-3 model, which reads only 2 turns).
     """
     options = ALL
 
@@ -140,11 +142,10 @@ async def test_stream_context_changes_the_answer_where_it_should(stub):
     assert [r.result.context_turns for r in replies] == [0, 0, 1, 1, 0]
     score = {r.conversation_id: {s.label: s.score for s in r.result.scores} for r in replies[2:]}
     predicted = {r.conversation_id: list(r.result.predicted) for r in replies[2:]}
-    assert predicted == {"alone": ["neutral"], "good": ["neutral"], "bad": ["sadness"]}
+    assert predicted["bad"] == ["sadness"] and predicted["alone"] != ["sadness"]
     assert score["bad"]["sadness"] > score["alone"]["sadness"] + 0.3
-    # Good news moves the reply the other way: more joy than alone (measured: about double)
-    # and than after bad news.
-    assert score["good"]["joy"] > max(score["alone"]["joy"] + 0.03, score["bad"]["joy"])
+    # The good-news conversation's own turn, not the bad news interleaved with it, shapes its reply.
+    assert score["good"]["sadness"] < score["bad"]["sadness"] - 0.15
     assert all(
         r.result.model == "conversation" and r.result.score_type == pb.SCORE_TYPE_SOFTMAX for r in replies
     )
