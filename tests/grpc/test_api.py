@@ -9,6 +9,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from emotionaware.artifact import ArtifactManifest
+from emotionaware.paths import MODELS_DIR
 from emotionaware.taxonomy import EKMAN_LABELS
 from emotionaware.v1 import emotion_pb2 as pb
 
@@ -133,7 +135,9 @@ async def test_list_and_get_models(stub):
     assert list(goemotions.aliases) == ["canary", "default", "stable"]
     assert goemotions.default_long_text_mode == pb.LONG_TEXT_MODE_TRUNCATE
     conversation = (await stub.GetModel(pb.GetModelRequest(model="conversation"), timeout=10)).model
-    assert conversation.score_type == pb.SCORE_TYPE_SOFTMAX and conversation.context_turns == 8
+    # The served artifact's own limit (round 3 reads 2 turns), not a constant of the gateway.
+    turns = ArtifactManifest.load(MODELS_DIR / "conversation").context_turns
+    assert conversation.score_type == pb.SCORE_TYPE_SOFTMAX and conversation.context_turns == turns == 2
     assert [label.name for label in conversation.labels] == list(EKMAN_LABELS)
     assert list(conversation.views) == [pb.VIEW_EKMAN, pb.VIEW_SENTIMENT]
 
