@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -334,8 +335,9 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):
             received, sent = [0], [0]
             call, refusal = self._begin(method, context)
             if refusal is not None:
+                received[0] = await _drain(request_iterator)
                 code = set_status(context, refusal)
-                self._end(call, method, context, code, started, (0, 0))
+                self._end(call, method, context, code, started, (received[0], 0))
                 return
 
             async def counted():
@@ -390,6 +392,31 @@ class CallerInterceptor(grpc.aio.ServerInterceptor):
             return handler
         self._handlers[full] = wrapped
         return wrapped
+
+
+# A refused stream reads at most this many of its messages, for at most this long, before it
+# ends: grpcio's asyncio client reports INTERNAL instead of the server's status when one of its
+# writes lands after the server ended the stream (grpc/grpc#36066), so a stream ended while its
+# client is still sending would not get its refusal. Bounded, so a refused caller costs little.
+_DRAIN_MESSAGES = 16
+_DRAIN_S = 0.25
+
+
+async def _drain(request_iterator) -> int:
+    """Read a refused stream's first messages (until its client half-closes, within the bounds);
+    returns their bytes. The messages are dropped unread."""
+    size = 0
+    # Whatever ends the reading (the time bound, a broken stream) just ends the drain: the
+    # refusal is the answer either way. A cancelled call (CancelledError) still propagates.
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(_DRAIN_S):
+            count = 0
+            async for message in request_iterator:
+                size += _size(message)
+                count += 1
+                if count >= _DRAIN_MESSAGES:
+                    break
+    return size
 
 
 def _size(message: object) -> int:
