@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import random
 import signal
@@ -343,6 +344,8 @@ class OverloadResult:
     unexpected: dict[str, int] = field(default_factory=dict)
     # The same window's Classify calls by status code as the gateway answered them (its metrics).
     answered: dict[str, int] = field(default_factory=dict)
+    # The accepted calls' latencies in the gateway, by the 10 s window they were sent in.
+    windows: list[list[float]] = field(default_factory=list)
 
     @property
     def never_handled(self) -> int:
@@ -399,6 +402,7 @@ class OverloadResult:
             f"| median latency right after | {self.after_ms:.0f} ms |",
             f"| CPU cores used: {', '.join(self.cores)} | {' / '.join(f'{v:.2f}' for v in self.cores.values())} |",
             f"| CPU time taken by the hypervisor (steal) | {self.steal:.0%} |",
+            f"| accepted p99 in the gateway, per {_WINDOW_S} s window | {', '.join(f'{q(w, 99):.0f}' for w in self.windows)} ms |",
             f"| targets met (codes, gateway p99 within the budget, memory, recovery) | {'yes' if self.ok(budget_ms) else 'no'} |",
         ] + [f"| other: {what} | {count} |" for what, count in sorted(self.unexpected.items())]
 
@@ -427,10 +431,12 @@ async def _closed_loop(target: str, workers: int, seconds: float) -> float:
 
 
 _AFTER_CALLS = 20
+_WINDOW_S = 10
 
 
 async def _open_loop(target: str, rate: float, seconds: float, gateway_pid: int, rss: list[float]):
     accepted, served, refused, codes, unexpected = [], [], [], Counter(), Counter()
+    sent_at: list[float] = []  # when each accepted call was sent, seconds into the window
     tasks: set[asyncio.Task] = set()
     async with grpc.aio.insecure_channel(target) as channel:
         stub = emotion_pb2_grpc.EmotionServiceStub(channel)
@@ -441,6 +447,7 @@ async def _open_loop(target: str, rate: float, seconds: float, gateway_pid: int,
                 reply = await stub.Classify(pb.ClassifyRequest(text=TEXTS[i % len(TEXTS)]), timeout=5)
                 accepted.append((time.perf_counter() - began) * 1e3)
                 served.append(reply.server_latency_us / 1e3)
+                sent_at.append(began - start)
                 codes["OK"] += 1
             except grpc.aio.AioRpcError as err:
                 codes[err.code().name] += 1
@@ -467,7 +474,7 @@ async def _open_loop(target: str, rate: float, seconds: float, gateway_pid: int,
             t = time.perf_counter()
             await stub.Classify(pb.ClassifyRequest(text=TEXTS[i % len(TEXTS)]), timeout=5)
             after.append((time.perf_counter() - t) * 1e3)
-    return sent, accepted, served, refused, dict(codes), statistics.median(after), dict(unexpected)
+    return sent, accepted, served, refused, dict(codes), statistics.median(after), dict(unexpected), sent_at
 
 
 def overload(serve: Serve, seconds: float, factor: float) -> OverloadResult:
@@ -482,7 +489,7 @@ def overload(serve: Serve, seconds: float, factor: float) -> OverloadResult:
     answered_before = serve.answered("Classify")
     started = time.monotonic()
     rss = [rss_mib(pid)]
-    sent, accepted, served, refused, codes, after, unexpected = asyncio.run(
+    sent, accepted, served, refused, codes, after, unexpected, sent_at = asyncio.run(
         _open_loop(serve.target, factor * capacity, seconds, pid, rss)
     )
     took = time.monotonic() - started
@@ -493,8 +500,10 @@ def overload(serve: Serve, seconds: float, factor: float) -> OverloadResult:
     answered.subtract(answered_before)
     answered["OK"] -= _AFTER_CALLS  # the calls made right after the window
     window = {k: v for k, v in answered.items() if v}
+    windows = [[ms for ms, at in zip(served, sent_at, strict=True) if w <= at < w + _WINDOW_S]
+               for w in range(0, math.ceil(seconds), _WINDOW_S)]  # fmt: skip
     return OverloadResult(capacity, factor * capacity, seconds, sent, accepted, served, refused, codes,
-                          rss[0], max(rss), after, cores, steal, unexpected, window)  # fmt: skip
+                          rss[0], max(rss), after, cores, steal, unexpected, window, windows)  # fmt: skip
 
 
 # -- correspondence ---------------------------------------------------------------------------

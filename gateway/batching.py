@@ -17,7 +17,9 @@ queued now would not be answered within ``queue_budget_ms`` (the work ahead of i
 in flight, plus its own), or when the request's own work would not be done before its
 deadline. The time is estimated from the backend's measured throughput: the wall
 time between batch completions while the backend is busy, per real token (moving averages
-of both), which holds whether the backend runs batches one at a time or several at once. So
+of both), which holds whether the backend runs batches one at a time or several at once, and
+never less than the time the oldest queued sequence has waited so far (the queue's real delay
+when the backend slows at once, before the moving averages follow). So
 under overload an accepted request is answered within about the budget instead of as long as
 the queue is, and refusals take no time. Until the first batch has completed there is no
 estimate and only the count applies.
@@ -185,6 +187,12 @@ class MicroBatcher:
         if wait is None or not (self._queued_tokens or self._inflight):
             return  # no estimate yet, or an idle backend: nothing to wait for, whatever one batch cost
         admitted = self.admitted_s()
+        # A text queued now is answered no sooner than the oldest queued one, and that one's
+        # time in the queue so far is the delay the queue really has (as in CoDel), where the
+        # throughput estimate lags: when the backend slows at once (its CPU taken by a surge
+        # of calls), the queue admitted at the old pace shows first as an old head.
+        if (oldest := self._oldest()) is not None:
+            wait = max(wait, time.monotonic() - oldest.enqueued)
         if settings.queue_budget_ms and wait > admitted:
             raise Overloaded(
                 f"model {name} would answer a new text in about {wait * 1000:.0f} ms; the "

@@ -319,10 +319,31 @@ async def test_late_answers_lower_what_is_admitted_and_time_brings_it_back(monke
     queued = [batcher.enqueue(ids(10), time.monotonic() + 5) for _ in range(30)]  # ~0.3 s ahead
     with pytest.raises(Overloaded):
         batcher.admit(1, None, time.monotonic() + 5)
-    now = time.monotonic()
-    monkeypatch.setattr(batching.time, "monotonic", lambda: now + 3 * batching._RECOVERY_S)
+    await asyncio.gather(*queued)
+    later = time.monotonic() + 3 * batching._RECOVERY_S
+    monkeypatch.setattr(batching.time, "monotonic", lambda: later)
     assert 0.48 < batcher.admitted_s() <= 0.5  # three time constants later: back near the budget
-    batcher.admit(1, None, now + 3 * batching._RECOVERY_S + 5)
+    queued = [batcher.enqueue(ids(10), later + 5) for _ in range(30)]  # the same ~0.3 s ahead
+    batcher.admit(1, None, later + 5)  # now within what is admitted
+    monkeypatch.undo()
+    await asyncio.gather(*queued)
+    await batcher.close()
+
+
+async def test_an_old_queue_head_refuses_where_the_throughput_estimate_lags(monkeypatch):
+    import gateway.batching as batching
+
+    settings = Settings(batch_max_texts=1, batch_max_inflight=1, queue_budget_ms=500)
+    batcher = MicroBatcher(RecordingBackend(delay_s=0.01), make_spec(), settings)
+    await run_all(batcher, [10])  # 1 ms per token: 5 queued texts are estimated at ~60 ms
+    queued = [batcher.enqueue(ids(10), time.monotonic() + 5) for _ in range(5)]
+    batcher.admit(1, None, time.monotonic() + 5)
+    # The backend slowed at once: the head has waited 0.6 s although the estimate is unchanged.
+    head = time.monotonic()
+    monkeypatch.setattr(batching.time, "monotonic", lambda: head + 0.6)
+    assert batcher.estimated_wait_s() < 0.1
+    with pytest.raises(Overloaded, match=r"would answer a new text in about 6\d\d ms"):
+        batcher.admit(1, None, head + 5)
     monkeypatch.undo()
     await asyncio.gather(*queued)
     await batcher.close()
