@@ -241,12 +241,18 @@ def experiments_section(
     return lines
 
 
-def served_params(name: str) -> dict | None:
-    """The served config's training parameters as a dict (None without a config file)."""
+def served_config(name: str):
+    """The served model's config (``train/configs/<name>.toml``), or None without one."""
     from train.config import CONFIG_DIR, TrainConfig
 
     path = CONFIG_DIR / f"{name}.toml"
-    return dataclasses.asdict(TrainConfig.load(path).train) if path.exists() else None
+    return TrainConfig.load(path) if path.exists() else None
+
+
+def served_params(name: str) -> dict | None:
+    """The served config's training parameters as a dict (None without a config file)."""
+    config = served_config(name)
+    return dataclasses.asdict(config.train) if config is not None else None
 
 
 def same_recipe(recorded: dict | None, served: dict) -> bool:
@@ -258,10 +264,8 @@ def same_recipe(recorded: dict | None, served: dict) -> bool:
 
 def served_description(name: str) -> str:
     """The served config's one-line description (what its recipe changes), if it has one."""
-    from train.config import CONFIG_DIR, TrainConfig
-
-    path = CONFIG_DIR / f"{name}.toml"
-    return (TrainConfig.load(path).description if path.exists() else "") or "this card's recipe"
+    config = served_config(name)
+    return (config.description if config is not None else "") or "this card's recipe"
 
 
 def calibration_section(calibration: dict | None) -> list[str]:
@@ -283,18 +287,12 @@ def calibration_section(calibration: dict | None) -> list[str]:
     ]  # fmt: skip
 
 
-THRESHOLD_RULE_NAMES = {
-    "per_label": "per label, best dev F1, within [0.02, 0.98] (served)",
-    "per_label_floor_0.05": "per label, within [0.05, 0.95]",
-    "shrink_25": "per label, pulled toward one shared threshold (halfway at 25 dev positives)",
-    "shared": "one threshold for every label",
-}
-
-
 def threshold_rules_section(rules: dict | None) -> list[str]:
     """Macro-F1 of each threshold rule in-sample on dev, cross-fitted on dev, and on test."""
     if not rules:
         return []
+    from train.metrics import THRESHOLD_RULE_NAMES
+
     lines = ["", "## Threshold rules", "",
              "Thresholds tuned on dev and scored on the same dev flatter it: that in-sample figure is what the "
              "tables above call dev. Cross-fitted, each fifth of dev is decided by thresholds fitted on the other "

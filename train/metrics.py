@@ -14,8 +14,11 @@ from sklearn.metrics import (
 
 from emotionaware.taxonomy import group_indices
 
+# Thresholds are chosen within [floor, 1 - floor] (see tune_thresholds).
+THRESHOLD_FLOOR = 0.02
 
-def tune_thresholds(probs: np.ndarray, targets: np.ndarray, floor: float = 0.02) -> np.ndarray:
+
+def tune_thresholds(probs: np.ndarray, targets: np.ndarray, floor: float = THRESHOLD_FLOOR) -> np.ndarray:
     """Per-label threshold maximising that label's F1 on the given (dev) split.
 
     Only thresholds within ``[floor, 1 - floor]`` are candidates, so a rare label cannot end
@@ -159,7 +162,18 @@ def view_decision_rules(
 # fifths of dev and decide the other fifth, so its dev figure is not scored on the examples
 # that chose it. Shrinkage pulls a label's threshold toward one shared threshold by its
 # number of dev positives (a label with k positives lands halfway).
-THRESHOLD_RULES = ("per_label", "per_label_floor_0.05", "shrink_25", "shared")
+STRICT_FLOOR = 0.05
+SHRINK_POSITIVES = 25  # a label with this many dev positives lands halfway to the shared threshold
+FLOORED_RULE = f"per_label_floor_{STRICT_FLOOR:g}"
+SHRINK_RULE = f"shrink_{SHRINK_POSITIVES}"
+# Each rule's name in the records, and what the model card calls it.
+THRESHOLD_RULE_NAMES = {
+    "per_label": f"per label, best dev F1, within [{THRESHOLD_FLOOR:g}, {1 - THRESHOLD_FLOOR:g}] (served)",
+    FLOORED_RULE: f"per label, within [{STRICT_FLOOR:g}, {1 - STRICT_FLOOR:g}]",
+    SHRINK_RULE: f"per label, pulled toward one shared threshold (halfway at {SHRINK_POSITIVES} dev positives)",
+    "shared": "one threshold for every label",
+}
+THRESHOLD_RULES = tuple(THRESHOLD_RULE_NAMES)
 CROSS_FIT_FOLDS = 5
 CROSS_FIT_REPEATS = 10
 SHARED_GRID = np.round(np.arange(0.02, 0.9, 0.01), 2)
@@ -169,14 +183,16 @@ def fit_threshold_rule(rule: str, probs: np.ndarray, targets: np.ndarray) -> np.
     """The per-label thresholds one of THRESHOLD_RULES fits on (scores, targets)."""
     if rule == "per_label":
         return tune_thresholds(probs, targets)
-    if rule == "per_label_floor_0.05":
-        return tune_thresholds(probs, targets, floor=0.05)
+    if rule == FLOORED_RULE:
+        return tune_thresholds(probs, targets, floor=STRICT_FLOOR)
     shared = float(SHARED_GRID[int(np.argmax([counted_macro_f1(targets, probs >= t) for t in SHARED_GRID]))])
     if rule == "shared":
         return np.full(probs.shape[1], shared)
-    if rule == "shrink_25":
+    if rule == SHRINK_RULE:
         positives = targets.sum(axis=0)
-        return (positives * tune_thresholds(probs, targets) + 25 * shared) / (positives + 25)
+        return (positives * tune_thresholds(probs, targets) + SHRINK_POSITIVES * shared) / (
+            positives + SHRINK_POSITIVES
+        )
     raise ValueError(f"unknown threshold rule {rule!r}")
 
 
