@@ -144,8 +144,11 @@ fuzz: $(STAMP_DEV) export-if-stale ## property-based fuzz of every RPC and raw b
 chaos: $(STAMP_DEV) export-if-stale ## SIGKILL/SIGSTOP Triton and SIGTERM the gateway under load, 3 rounds -> bench/results/
 	$(RELIABILITY) chaos --rounds 3 --out $(call RESULT,chaos)
 
+# `make overload OVERLOAD_FACTOR=2` offers twice the capacity instead (result file ...-overload-2x.md).
+OVERLOAD_FACTOR ?= 4
 overload: $(STAMP_DEV) export-if-stale ## 4x measured capacity for 60 s, open loop -> bench/results/
-	$(RELIABILITY) overload --seconds 60 --factor 4 --out $(call RESULT,overload)
+	$(RELIABILITY) overload --seconds 60 --factor $(OVERLOAD_FACTOR) \
+	  --out $(call RESULT,overload$(if $(filter-out 4,$(OVERLOAD_FACTOR)),-$(OVERLOAD_FACTOR)x))
 
 correspondence: $(STAMP_DEV) export-if-stale ## 100,000 answers over every RPC, each checked against its request -> bench/results/
 	$(RELIABILITY) correspondence --requests 100000 --out $(call RESULT,correspondence)

@@ -133,6 +133,20 @@ class Serve:
                         counts[sample.labels["code"]] += int(sample.value)
         return counts
 
+    def histograms(self, name: str, label: str) -> dict[str, dict[float, float]]:
+        """Cumulative bucket counts of the gateway's histogram ``name``, by the value of ``label``.
+
+        Each maps a bucket's upper bound (inf included) to the observations at or under it.
+        """
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).read()
+        out: dict[str, dict[float, float]] = {}
+        for family in text_string_to_metric_families(text.decode()):
+            if family.name == name:
+                for sample in family.samples:
+                    if sample.name.endswith("_bucket"):
+                        out.setdefault(sample.labels[label], {})[float(sample.labels["le"])] = sample.value
+        return out
+
     def triton_pid(self) -> int | None:
         return next((p for p in _children(self.proc.pid) if "tritonserver" in _cmdline(p)), None)
 
@@ -346,6 +360,9 @@ class OverloadResult:
     answered: dict[str, int] = field(default_factory=dict)
     # The accepted calls' latencies in the gateway, by the 10 s window they were sent in.
     windows: list[list[float]] = field(default_factory=list)
+    # Per pipeline stage in the gateway (its histograms over the window): observations, and the
+    # shares over 0.2 s and over 0.5 s. Says where the tail of accepted calls is spent.
+    stages: dict[str, tuple[int, float, float]] = field(default_factory=dict)
 
     @property
     def never_handled(self) -> int:
@@ -403,6 +420,10 @@ class OverloadResult:
             f"| CPU cores used: {', '.join(self.cores)} | {' / '.join(f'{v:.2f}' for v in self.cores.values())} |",
             f"| CPU time taken by the hypervisor (steal) | {self.steal:.0%} |",
             f"| accepted p99 in the gateway, per {_WINDOW_S} s window | {', '.join(f'{q(w, 99):.0f}' for w in self.windows)} ms |",
+            *(
+                f"| stage {name}: observations; share over 0.2 s / over 0.5 s | {n}; {over_02:.1%} / {over_05:.1%} |"
+                for name, (n, over_02, over_05) in self.stages.items()
+            ),
             f"| targets met (codes, gateway p99 within the budget, memory, recovery) | {'yes' if self.ok(budget_ms) else 'no'} |",
         ] + [f"| other: {what} | {count} |" for what, count in sorted(self.unexpected.items())]
 
@@ -477,8 +498,22 @@ async def _open_loop(target: str, rate: float, seconds: float, gateway_pid: int,
     return sent, accepted, served, refused, dict(codes), statistics.median(after), dict(unexpected), sent_at
 
 
-def overload(serve: Serve, seconds: float, factor: float) -> OverloadResult:
-    """Closed-loop capacity for 10 s, then ``factor`` times it open loop for ``seconds``."""
+def _stage_shares(
+    before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]
+) -> dict[str, tuple[int, float, float]]:
+    """Observations per stage between two histogram reads, and the shares over 0.2 and 0.5 s."""
+    shares = {}
+    for stage, buckets in after.items():
+        old = before.get(stage, {})
+        count = buckets[math.inf] - old.get(math.inf, 0)
+        if count > 0:
+            over = [(count - (buckets[b] - old.get(b, 0))) / count for b in (0.2, 0.5)]
+            shares[stage] = (int(count), over[0], over[1])
+    return shares
+
+
+def overload(serve: Serve, seconds: float, factor: float, rate: float | None = None) -> OverloadResult:
+    """Closed-loop capacity for 10 s, then ``factor`` times it (or ``rate`` calls/s) open loop for ``seconds``."""
     asyncio.run(_closed_loop(serve.target, 32, 3))  # warm-up: first runs of each session are slow
     capacity = asyncio.run(_closed_loop(serve.target, 32, 10))
     pid = serve.gateway_pid()
@@ -487,10 +522,11 @@ def overload(serve: Serve, seconds: float, factor: float) -> OverloadResult:
     used = {name: _cpu_s(pids) for name, pids in groups.items()}
     steal_before, total_before = _cpu_times()
     answered_before = serve.answered("Classify")
+    stages_before = serve.histograms("emotionaware_stage_seconds", "stage")
     started = time.monotonic()
     rss = [rss_mib(pid)]
     sent, accepted, served, refused, codes, after, unexpected, sent_at = asyncio.run(
-        _open_loop(serve.target, factor * capacity, seconds, pid, rss)
+        _open_loop(serve.target, rate or factor * capacity, seconds, pid, rss)
     )
     took = time.monotonic() - started
     cores = {name: (_cpu_s(groups[name]) - used[name]) / took for name in groups}
@@ -500,10 +536,11 @@ def overload(serve: Serve, seconds: float, factor: float) -> OverloadResult:
     answered.subtract(answered_before)
     answered["OK"] -= _AFTER_CALLS  # the calls made right after the window
     window = {k: v for k, v in answered.items() if v}
+    stages = _stage_shares(stages_before, serve.histograms("emotionaware_stage_seconds", "stage"))
     windows = [[ms for ms, at in zip(served, sent_at, strict=True) if w <= at < w + _WINDOW_S]
                for w in range(0, math.ceil(seconds), _WINDOW_S)]  # fmt: skip
-    return OverloadResult(capacity, factor * capacity, seconds, sent, accepted, served, refused, codes,
-                          rss[0], max(rss), after, cores, steal, unexpected, window, windows)  # fmt: skip
+    return OverloadResult(capacity, rate or factor * capacity, seconds, sent, accepted, served, refused, codes,
+                          rss[0], max(rss), after, cores, steal, unexpected, window, windows, stages)  # fmt: skip
 
 
 # -- correspondence ---------------------------------------------------------------------------
@@ -625,6 +662,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="chaos: rounds of the three faults")
     parser.add_argument("--seconds", type=float, default=60, help="overload: duration")
     parser.add_argument("--factor", type=float, default=4.0, help="overload: offered load over capacity")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="overload: offered calls/s instead of --factor (to compare settings at one load)",
+    )
     parser.add_argument("--requests", type=int, default=100_000, help="correspondence: answers to check")
     parser.add_argument(
         "--budget-ms", type=float, default=500, help="overload: the gateway's queue budget (report)"
@@ -645,7 +687,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ok = chaos_ok(results)
             lines += [*CHAOS_HEADER, *(r.row() for r in results)]
         elif args.proof == "overload":
-            result = overload(serve, args.seconds, args.factor)
+            result = overload(serve, args.seconds, args.factor, args.rate)
             ok = result.ok(args.budget_ms)
             lines += result.lines(args.budget_ms)
         else:

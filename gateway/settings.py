@@ -104,7 +104,8 @@ class Settings:
     queue_max_texts: int = setting(2048, "sequences queued per model version before RESOURCE_EXHAUSTED")
     queue_budget_ms: float = setting(
         500.0,
-        "refuse requests when a text queued now would not be answered within this, in milliseconds (0: off)",
+        "p99 answer time admission aims for under overload, in milliseconds: refuse a request when a text "
+        "queued now would not be answered within 60% of this (0: off)",
     )
     retry_after_ms: int = setting(
         100, "back-off suggested in the retry-after-ms trailer of RESOURCE_EXHAUSTED"
