@@ -139,7 +139,7 @@ fuzz: $(STAMP_DEV) export-if-stale ## property-based fuzz of every RPC and raw b
 	{ echo "# fuzz, $$(date '+%F %H:%M')"; echo; echo "Machine: $$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)," \
 	  "$$(nproc) CPUs. 2,500 hypothesis cases for each of Classify, ClassifyBatch, ClassifyStream and raw bytes to" \
 	  "every RPC (10,000 in all), against the supervised serve program."; echo; \
-	  echo '```'; grep -E "passed|failed|s call|^  - |test_fuzz|%, " build/fuzz.log; echo '```'; } > $(call RESULT,fuzz)
+	  echo '```'; grep -E "passed|failed|s call|^  - |test_fuzz[a-z_]*:$$|%, " build/fuzz.log; echo '```'; } > $(call RESULT,fuzz)
 
 chaos: $(STAMP_DEV) export-if-stale ## SIGKILL/SIGSTOP Triton and SIGTERM the gateway under load, 3 rounds -> bench/results/
 	$(RELIABILITY) chaos --rounds 3 --out $(call RESULT,chaos)

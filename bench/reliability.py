@@ -122,11 +122,14 @@ class Serve:
                 raise RuntimeError(f"serve did not become ready:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.2)
 
+    def _metric_families(self):
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).read()
+        return text_string_to_metric_families(text.decode())
+
     def answered(self, method: str) -> Counter:
         """Calls of ``method`` the gateway has answered so far, by status code (its own metrics)."""
-        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).read()
         counts: Counter = Counter()
-        for family in text_string_to_metric_families(text.decode()):
+        for family in self._metric_families():
             if family.name == "emotionaware_requests":
                 for sample in family.samples:
                     if sample.name.endswith("_total") and sample.labels.get("method") == method:
@@ -138,9 +141,8 @@ class Serve:
 
         Each maps a bucket's upper bound (inf included) to the observations at or under it.
         """
-        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).read()
         out: dict[str, dict[float, float]] = {}
-        for family in text_string_to_metric_families(text.decode()):
+        for family in self._metric_families():
             if family.name == name:
                 for sample in family.samples:
                     if sample.name.endswith("_bucket"):
@@ -516,6 +518,7 @@ def overload(serve: Serve, seconds: float, factor: float, rate: float | None = N
     """Closed-loop capacity for 10 s, then ``factor`` times it (or ``rate`` calls/s) open loop for ``seconds``."""
     asyncio.run(_closed_loop(serve.target, 32, 3))  # warm-up: first runs of each session are slow
     capacity = asyncio.run(_closed_loop(serve.target, 32, 10))
+    offered = rate or factor * capacity
     pid = serve.gateway_pid()
     triton = serve.triton_pid()
     groups = {"load generator": [os.getpid()], "gateway": [pid], "Triton": [triton, *_children(triton)]}
@@ -526,7 +529,7 @@ def overload(serve: Serve, seconds: float, factor: float, rate: float | None = N
     started = time.monotonic()
     rss = [rss_mib(pid)]
     sent, accepted, served, refused, codes, after, unexpected, sent_at = asyncio.run(
-        _open_loop(serve.target, rate or factor * capacity, seconds, pid, rss)
+        _open_loop(serve.target, offered, seconds, pid, rss)
     )
     took = time.monotonic() - started
     cores = {name: (_cpu_s(groups[name]) - used[name]) / took for name in groups}
@@ -539,7 +542,7 @@ def overload(serve: Serve, seconds: float, factor: float, rate: float | None = N
     stages = _stage_shares(stages_before, serve.histograms("emotionaware_stage_seconds", "stage"))
     windows = [[ms for ms, at in zip(served, sent_at, strict=True) if w <= at < w + _WINDOW_S]
                for w in range(0, math.ceil(seconds), _WINDOW_S)]  # fmt: skip
-    return OverloadResult(capacity, rate or factor * capacity, seconds, sent, accepted, served, refused, codes,
+    return OverloadResult(capacity, offered, seconds, sent, accepted, served, refused, codes,
                           rss[0], max(rss), after, cores, steal, unexpected, window, windows, stages)  # fmt: skip
 
 

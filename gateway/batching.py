@@ -14,9 +14,9 @@ at once.
 Admission is by count and by time. The queue holds at most ``queue_max_texts`` sequences;
 and a request is refused at once (RESOURCE_EXHAUSTED with a retry hint) when a typical text
 queued now would not be answered within 60% of ``queue_budget_ms`` (the work ahead of it,
-queued and in flight, plus its own; the estimate is a mean, and the rest of the budget is its
-tail's), or when the request's own work would not be done before its deadline. The time is estimated from the backend's measured throughput: the wall
-time between batch completions while the backend is busy, per real token (moving averages
+queued and in flight, plus its own; the estimate is a mean, and the rest of the budget is for
+its tail), or when the request's own work would not be done before its deadline. The time
+is estimated from the backend's measured throughput: the wall time between batch completions while the backend is busy, per real token (moving averages
 of both), which holds whether the backend runs batches one at a time or several at once, and
 never less than the time the oldest queued sequence has waited so far (the queue's real delay
 when the backend slows at once, before the moving averages follow). So
@@ -58,8 +58,8 @@ _PAD_ALLOWANCE = 8
 # Weight of the newest batch in the moving averages of the backend's busy time and tokens.
 _COST_SMOOTHING = 0.2
 # The estimate is of a typical text's answer time, right on average but not in its tail: on a
-# busy, shared CPU the p99 of answers is about one and a half to two times their estimate. So
-# the estimate admitted is at most this share of the budget, which makes the budget the p99 of
+# busy, shared CPU the p99 of answers is over twice their median (2.3 times in `make overload`
+# at 4x on a 2-vCPU host, with either share). So the estimate admitted is at most this share of the budget, which makes the budget the p99 of
 # answers under overload rather than their median. Measured at one offered load
 # (`python -m bench.reliability overload --rate 2300 --seconds 40`, runs alternated, 2-vCPU
 # Intel host, 2026-12-03): the full budget gave a p99 of 700 and 575 ms, 0.6 gave 451 and
@@ -129,7 +129,8 @@ class MicroBatcher:
         self._typical_tokens = 0.0  # moving average of tokens per queued sequence
         # The highest estimate admitted is its share of the budget, lowered by late answers and
         # recovering towards it: its value was _lowered_s when it was last lowered, at _lowered_at.
-        self._lowered_s = settings.queue_budget_ms / 1000 * _HIGHEST_ADMITTED
+        self._highest_s = settings.queue_budget_ms / 1000 * _HIGHEST_ADMITTED
+        self._lowered_s = self._highest_s
         self._lowered_at = 0.0
         self._wake = asyncio.Event()
         self._worker: asyncio.Task | None = None
@@ -177,8 +178,7 @@ class MicroBatcher:
 
         The budget bounds the estimated time until a typical sequence queued now is answered
         (to :meth:`admitted_s`): the work ahead (queued and in flight) plus one sequence of
-        the typical length. A
-        request's own work beyond that (many texts, long texts) counts against its deadline
+        the typical length. A request's own work beyond that (many texts, long texts) counts against its deadline
         only, so a large call on an idle gateway is never refused for being large.
 
         ``tokens`` is the request's own work; None before tokenization, when ``sequences``
@@ -220,9 +220,8 @@ class MicroBatcher:
 
     def admitted_s(self) -> float:
         """The highest estimate admitted now: its share of the budget, or less for a while after late answers."""
-        highest = self._settings.queue_budget_ms / 1000 * _HIGHEST_ADMITTED
         recovered = math.exp(-(time.monotonic() - self._lowered_at) / _RECOVERY_S)
-        return highest - (highest - self._lowered_s) * recovered
+        return self._highest_s - (self._highest_s - self._lowered_s) * recovered
 
     def observe(self, took_s: float) -> None:
         """Feedback from one answered text: ``took_s`` from its admission to its answer.
@@ -230,10 +229,8 @@ class MicroBatcher:
         The caller measures it (the request pipeline, for single texts), so the time the
         event loop takes to resume a waiting request counts too, as its client sees it.
         """
-        budget = self._settings.queue_budget_ms / 1000
-        if took_s > budget * _LATE_SHARE:
-            lowest = budget * _HIGHEST_ADMITTED * _LOWEST_ADMITTED
-            self._lowered_s = max(lowest, self.admitted_s() * _LATE_DECREASE)
+        if took_s > self._settings.queue_budget_ms / 1000 * _LATE_SHARE:
+            self._lowered_s = max(self._highest_s * _LOWEST_ADMITTED, self.admitted_s() * _LATE_DECREASE)
             self._lowered_at = time.monotonic()
 
     def _width(self, length: int) -> int:
