@@ -42,7 +42,7 @@ import numpy as np
 from emotionaware.padding import pad_rows
 from gateway.backends.base import Backend
 from gateway.errors import DeadlineExceeded, GatewayError, InternalError, Overloaded
-from gateway.metrics import BATCH_TEXTS, BATCH_TOKENS, PADDING_EFFICIENCY, QUEUE_DEPTH, STAGE_LATENCY
+from gateway.metrics import BATCH_TEXTS, BATCH_TOKENS, PADDING_EFFICIENCY, QUEUE_DEPTH, REFUSED, STAGE_LATENCY
 from gateway.settings import Settings
 from gateway.specs import ModelSpec
 
@@ -137,6 +137,9 @@ class MicroBatcher:
         self._tasks: set[asyncio.Task] = set()
         self._label = f"{spec.name}@{spec.version}"
         self._depth = QUEUE_DEPTH.labels(self._label)
+        self._refused = {
+            r: REFUSED.labels(self._label, r) for r in ("queue_full", "queue_time", "queue_age", "deadline")
+        }
 
     @property
     def _queued(self) -> int:
@@ -187,6 +190,7 @@ class MicroBatcher:
         """
         settings, name = self._settings, self._spec.name
         if self._queued + sequences > settings.queue_max_texts:
+            self._refused["queue_full"].inc()
             more = f"; {sequences} more do not fit" if sequences > 1 else ""
             raise Overloaded(
                 f"model {name} has {self._queued} sequences queued (limit {settings.queue_max_texts}){more}",
@@ -200,9 +204,11 @@ class MicroBatcher:
         # time in the queue so far is the delay the queue really has (as in CoDel), where the
         # throughput estimate lags: when the backend slows at once (its CPU taken by a surge
         # of calls), the queue admitted at the old pace shows first as an old head.
-        if (oldest := self._oldest()) is not None:
-            wait = max(wait, time.monotonic() - oldest.enqueued)
+        oldest = self._oldest()
+        age = 0.0 if oldest is None else time.monotonic() - oldest.enqueued
+        estimate, wait = wait, max(wait, age)
         if settings.queue_budget_ms and wait > admitted:
+            self._refused["queue_age" if age > estimate else "queue_time"].inc()
             raise Overloaded(
                 f"model {name} would answer a new text in about {wait * 1000:.0f} ms; the "
                 f"queue-time budget of {settings.queue_budget_ms:.0f} ms admits {admitted * 1000:.0f} ms now",
@@ -212,6 +218,7 @@ class MicroBatcher:
         own = round(sequences * self._typical_tokens) if tokens is None else tokens
         needed = self.estimated_wait_s(own) or 0.0
         if needed > remaining:
+            self._refused["deadline"].inc()
             raise Overloaded(
                 f"model {name} would need about {needed * 1000:.0f} ms for this request; its deadline is "
                 f"{max(remaining, 0) * 1000:.0f} ms away",
@@ -250,6 +257,7 @@ class MicroBatcher:
         futures directly, without a task per sequence.
         """
         if self._queued >= self._settings.queue_max_texts:
+            self._refused["queue_full"].inc()
             raise Overloaded(
                 f"model {self._spec.name} has {self._queued} sequences queued (limit "
                 f"{self._settings.queue_max_texts})",

@@ -47,6 +47,15 @@ BATCH_TOKENS = Counter(
     "Tokens sent to the backend: kind=real or padded (real/padded over any window is the efficiency)",
     ["model", "kind"],
 )
+REFUSED = Counter(
+    "emotionaware_refused_total",
+    "Requests refused at admission by a model's queue, by reason: queue_full (the sequence limit), "
+    "queue_time (the wait estimated from the measured throughput is over what the queue-time "
+    "budget admits now), queue_age (the oldest queued text has already waited longer than that: "
+    "the backend slowed faster than the estimate follows) or deadline (the request's own work "
+    "would end past its deadline)",
+    ["model", "reason"],
+)
 QUEUE_DEPTH = Gauge("emotionaware_queue_depth", "Sequences waiting for a batch", ["model"])
 BACKEND_RETRIES = Counter(
     "emotionaware_backend_retries_total", "Inference calls retried after UNAVAILABLE", ["model"]

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from emotionaware.artifact import ProblemType
 from gateway.backends.base import BatchOutput
@@ -48,6 +49,11 @@ def make_spec(buckets=(16, 32, 64, 128)) -> ModelSpec:
 
 def ids(n: int) -> np.ndarray:
     return np.arange(1, n + 1, dtype=np.int64)
+
+
+def refused_so_far(reason: str) -> float:
+    """The gateway's count of admission refusals of model m@1 for ``reason`` (a process-wide counter)."""
+    return REGISTRY.get_sample_value("emotionaware_refused_total", {"model": "m@1", "reason": reason}) or 0.0
 
 
 async def submit(batcher, ids, deadline):
@@ -131,10 +137,12 @@ async def test_full_queue_is_refused_with_a_retry_hint():
         queue_max_texts=3, max_batch_texts=3, batch_max_inflight=1, batch_max_texts=1, retry_after_ms=250
     )
     batcher = MicroBatcher(backend, make_spec(), settings)
+    before = refused_so_far("queue_full")
     results = await asyncio.gather(*(submit(batcher, ids(4), time.monotonic() + 5) for _ in range(6)),
                                    return_exceptions=True)  # fmt: skip
     refused = [r for r in results if isinstance(r, Overloaded)]
     assert len(refused) == 3 and refused[0].retry_after_ms == 250
+    assert refused_so_far("queue_full") - before == 3  # operators see why calls are refused
     assert "has 3 sequences queued (limit 3)" in refused[0].message
     await batcher.close()
 
@@ -188,10 +196,11 @@ async def test_work_queued_beyond_the_time_budget_is_refused_at_once():
     await run_all(batcher, [10])  # one measured batch: 0.1 s for 10 tokens
     batcher.admit(1, 10, time.monotonic() + 5)  # empty queue: admitted
     queued = [batcher.enqueue(ids(10), time.monotonic() + 5) for _ in range(4)]  # ~0.4 s of work
-    started = time.monotonic()
+    started, before = time.monotonic(), refused_so_far("queue_time")
     with pytest.raises(Overloaded) as refused:
         batcher.admit(1, 10, time.monotonic() + 5)
     assert time.monotonic() - started < 0.01
+    assert refused_so_far("queue_time") - before == 1
     # 60% of the budget is admitted: the estimate is a mean, the rest is left for its tail.
     assert "queue-time budget of 250 ms admits 150 ms now" in refused.value.message
     assert refused.value.retry_after_ms >= 100  # at least the excess over the budget
@@ -205,9 +214,11 @@ async def test_a_request_that_cannot_meet_its_deadline_is_refused_not_queued():
     batcher = MicroBatcher(backend, make_spec(), settings)
     await run_all(batcher, [10])
     queued = [batcher.enqueue(ids(10), time.monotonic() + 5) for _ in range(3)]
+    before = refused_so_far("deadline")
     with pytest.raises(Overloaded) as refused:
         batcher.admit(1, 10, time.monotonic() + 0.05)  # ~0.3 s ahead, 0.05 s left
     assert "its deadline is" in refused.value.message
+    assert refused_so_far("deadline") - before == 1
     batcher.admit(1, 10, time.monotonic() + 5)  # the budget is off (0): only the deadline counts
     await asyncio.gather(*queued)
     await batcher.close()
@@ -343,8 +354,10 @@ async def test_an_old_queue_head_refuses_where_the_throughput_estimate_lags(monk
     head = time.monotonic()
     monkeypatch.setattr(batching.time, "monotonic", lambda: head + 0.6)
     assert batcher.estimated_wait_s() < 0.1
+    before = refused_so_far("queue_age"), refused_so_far("queue_time")
     with pytest.raises(Overloaded, match=r"would answer a new text in about 6\d\d ms"):
         batcher.admit(1, None, head + 5)
+    assert (refused_so_far("queue_age") - before[0], refused_so_far("queue_time") - before[1]) == (1, 0)
     monkeypatch.undo()
     await asyncio.gather(*queued)
     await batcher.close()
