@@ -178,8 +178,9 @@ async def paced(target: str, texts: Sequence[str], rate: float, duration_s: floa
                 on_tick=None, tick_s: float = 10.0) -> LoadResult:  # fmt: skip
     """Open-loop load: ``rate`` unary calls per second for ``duration_s`` (at most ``max_in_flight``
     outstanding; calls that would exceed it count as ``NOT_SENT`` errors). ``on_tick(elapsed,
-    latencies)`` is called every ``tick_s`` seconds with the latencies so far (ms, in completion
-    order), e.g. to sample the gateway's memory and the latest window's percentiles."""
+    latencies, errors)`` is called every ``tick_s`` seconds with the latencies so far (ms, in
+    completion order) and the errors so far by code, e.g. to sample the gateway's memory and the
+    latest window's percentiles and errors."""
     cycle = itertools.cycle(texts)
     latencies: list[float] = []
     errors: Counter[str] = Counter()
@@ -208,7 +209,7 @@ async def paced(target: str, texts: Sequence[str], rate: float, duration_s: floa
                     task.add_done_callback(in_flight.discard)
                 sent += 1
             if on_tick is not None and elapsed >= next_tick:
-                on_tick(elapsed, latencies)
+                on_tick(elapsed, latencies, errors)
                 next_tick += tick_s
             await asyncio.sleep(0.002)
         await asyncio.gather(*in_flight)

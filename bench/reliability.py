@@ -35,7 +35,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.run import machine
-from bench.soak import rss_mib
+from bench.soak import refusals, rss_mib
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1 import emotion_pb2_grpc
 from gateway.settings import DEFAULT_MODEL_REPOSITORY
@@ -365,6 +365,8 @@ class OverloadResult:
     # Per pipeline stage in the gateway (its histograms over the window): observations, and the
     # shares over 0.2 s and over 0.5 s. Says where the tail of accepted calls is spent.
     stages: dict[str, tuple[int, float, float]] = field(default_factory=dict)
+    # The gateway's admission refusals in the window, by reason (emotionaware_refused_total).
+    reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def never_handled(self) -> int:
@@ -414,6 +416,7 @@ class OverloadResult:
             f"| accepted p50 / p99, as the client saw them | {q(self.accepted, 50):.0f} / {q(self.accepted, 99):.0f} ms |",
             f"| refused (RESOURCE_EXHAUSTED) | {len(self.refused)} |",
             f"| refusal p50 / p99 | {q(self.refused, 50):.1f} / {q(self.refused, 99):.1f} ms |",
+            f"| refusals by the gateway's reason | {', '.join(f'{k} {v}' for k, v in sorted(self.reasons.items())) or 'none'} |",
             f"| other status codes | {', '.join(f'{k} {v}' for k, v in sorted(self.codes.items()) if k not in ('OK', 'RESOURCE_EXHAUSTED')) or 'none'} |",
             f"| status codes as the gateway answered them | {', '.join(f'{k} {v}' for k, v in sorted(self.answered.items()))} |",
             f"| CANCELLED at the client for calls no handler ran (RST_STREAM from the server's core) | {self.never_handled} |",
@@ -526,6 +529,7 @@ def overload(serve: Serve, seconds: float, factor: float, rate: float | None = N
     steal_before, total_before = _cpu_times()
     answered_before = serve.answered("Classify")
     stages_before = serve.histograms("emotionaware_stage_seconds", "stage")
+    reasons_before = refusals(serve.metrics_port)
     started = time.monotonic()
     rss = [rss_mib(pid)]
     sent, accepted, served, refused, codes, after, unexpected, sent_at = asyncio.run(
@@ -540,10 +544,12 @@ def overload(serve: Serve, seconds: float, factor: float, rate: float | None = N
     answered["OK"] -= _AFTER_CALLS  # the calls made right after the window
     window = {k: v for k, v in answered.items() if v}
     stages = _stage_shares(stages_before, serve.histograms("emotionaware_stage_seconds", "stage"))
+    reasons = {k: v - reasons_before.get(k, 0) for k, v in refusals(serve.metrics_port).items()}
     windows = [[ms for ms, at in zip(served, sent_at, strict=True) if w <= at < w + _WINDOW_S]
                for w in range(0, math.ceil(seconds), _WINDOW_S)]  # fmt: skip
     return OverloadResult(capacity, offered, seconds, sent, accepted, served, refused, codes,
-                          rss[0], max(rss), after, cores, steal, unexpected, window, windows, stages)  # fmt: skip
+                          rss[0], max(rss), after, cores, steal, unexpected, window, windows, stages,
+                          {k: v for k, v in reasons.items() if v})  # fmt: skip
 
 
 # -- correspondence ---------------------------------------------------------------------------
