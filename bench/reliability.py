@@ -24,7 +24,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,10 +31,9 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.run import machine
-from bench.soak import refusals, rss_mib
+from bench.soak import gateway_metrics, refusals, rss_mib
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1 import emotion_pb2_grpc
 from gateway.settings import DEFAULT_MODEL_REPOSITORY
@@ -122,14 +120,10 @@ class Serve:
                 raise RuntimeError(f"serve did not become ready:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.2)
 
-    def _metric_families(self):
-        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).read()
-        return text_string_to_metric_families(text.decode())
-
     def answered(self, method: str) -> Counter:
         """Calls of ``method`` the gateway has answered so far, by status code (its own metrics)."""
         counts: Counter = Counter()
-        for family in self._metric_families():
+        for family in gateway_metrics(self.metrics_port):
             if family.name == "emotionaware_requests":
                 for sample in family.samples:
                     if sample.name.endswith("_total") and sample.labels.get("method") == method:
@@ -142,7 +136,7 @@ class Serve:
         Each maps a bucket's upper bound (inf included) to the observations at or under it.
         """
         out: dict[str, dict[float, float]] = {}
-        for family in self._metric_families():
+        for family in gateway_metrics(self.metrics_port):
             if family.name == name:
                 for sample in family.samples:
                     if sample.name.endswith("_bucket"):
@@ -544,12 +538,12 @@ def overload(serve: Serve, seconds: float, factor: float, rate: float | None = N
     answered["OK"] -= _AFTER_CALLS  # the calls made right after the window
     window = {k: v for k, v in answered.items() if v}
     stages = _stage_shares(stages_before, serve.histograms("emotionaware_stage_seconds", "stage"))
-    reasons = {k: v - reasons_before.get(k, 0) for k, v in refusals(serve.metrics_port).items()}
+    reasons = dict(refusals(serve.metrics_port) - reasons_before)
     windows = [[ms for ms, at in zip(served, sent_at, strict=True) if w <= at < w + _WINDOW_S]
                for w in range(0, math.ceil(seconds), _WINDOW_S)]  # fmt: skip
     return OverloadResult(capacity, offered, seconds, sent, accepted, served, refused, codes,
                           rss[0], max(rss), after, cores, steal, unexpected, window, windows, stages,
-                          {k: v for k, v in reasons.items() if v})  # fmt: skip
+                          reasons)  # fmt: skip
 
 
 # -- correspondence ---------------------------------------------------------------------------

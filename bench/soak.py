@@ -1,7 +1,7 @@
 """``make perf-soak``: the gateway's memory over a long run at 80% of its peak throughput.
 
 Starts Triton and the gateway (with the production admission), measures the peak unary
-throughput (concurrency 32, 15 s), then sends an open-loop load at 80% of it for ``--minutes``
+throughput (concurrency 32, 15 s; ``--peak-seconds``), then sends an open-loop load at 80% of it for ``--minutes``
 while sampling the gateway's resident memory and the p99 and errors of each 10 s window, and
 measures the peak again at the end (a shared host may have slowed meanwhile). The first minute
 is warm-up; growth is measured from its end. Refusals are broken down by the gateway's reason.
@@ -43,16 +43,21 @@ def p99(latencies: list[float]) -> float:
     return statistics.quantiles(latencies, n=100)[98]
 
 
-def refusals(metrics_port: int) -> dict[str, int]:
+def gateway_metrics(metrics_port: int):
+    """The gateway's Prometheus metric families, read from its metrics port now."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read()
+    return text_string_to_metric_families(text.decode())
+
+
+def refusals(metrics_port: int) -> Counter[str]:
     """The gateway's admission refusals so far, by reason (its emotionaware_refused_total)."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
     counts: Counter[str] = Counter()
-    for family in text_string_to_metric_families(text):
+    for family in gateway_metrics(metrics_port):
         if family.name == "emotionaware_refused":
             for sample in family.samples:
-                if sample.name == "emotionaware_refused_total" and sample.value:
+                if sample.name == "emotionaware_refused_total":
                     counts[sample.labels["reason"]] += int(sample.value)
-    return dict(counts)
+    return counts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,6 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     # 32: near the best level of `make perf` (182 vs 188 texts/s at 64 on 2026-12-01) and below
     # the queue-time budget, so the peak is not measured through refusals and instant retries.
     parser.add_argument("--peak-concurrency", type=int, default=32, help="unary calls in flight for the peak")
+    parser.add_argument(
+        "--peak-seconds", type=float, default=15.0, help="how long each peak measurement runs"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -78,7 +86,9 @@ def main(argv: list[str] | None = None) -> None:
                                         f"--queue-budget-ms={Settings().queue_budget_ms}",
                                         f"--metrics-port={metrics_port}")  # fmt: skip
         try:
-            peak = asyncio.run(gateway_load.unary(target, texts, args.peak_concurrency, 15)).texts_per_s
+            peak = asyncio.run(
+                gateway_load.unary(target, texts, args.peak_concurrency, args.peak_seconds)
+            ).texts_per_s
             rate = 0.8 * peak
             print(
                 f"peak {peak:.0f} texts/s; soaking at {rate:.0f} texts/s for {args.minutes} min",
@@ -91,16 +101,18 @@ def main(argv: list[str] | None = None) -> None:
             def tick(elapsed: float, latencies: list[float], errors: Counter[str]) -> None:
                 samples.append((round(elapsed), rss_mib(gateway.pid)))
                 window, seen[0] = latencies[seen[0] :], len(latencies)
-                new, failed[0] = sum(errors.values()) - failed[0], sum(errors.values())
-                windows.append((round(elapsed), p99(window), new))
+                total = sum(errors.values())
+                windows.append((round(elapsed), p99(window), total - failed[0]))
+                failed[0] = total
 
             result = asyncio.run(gateway_load.paced(target, texts, rate, args.minutes * 60, on_tick=tick))
             samples.append((round(args.minutes * 60), rss_mib(gateway.pid)))
-            after = refusals(metrics_port)
-            refused = {k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)}
+            refused = dict(refusals(metrics_port) - before)
             # The peak again: a shared host can slow over the run, and then the soak ran at more
             # than 80% of what the host could do by its end.
-            peak_end = asyncio.run(gateway_load.unary(target, texts, args.peak_concurrency, 15)).texts_per_s
+            peak_end = asyncio.run(
+                gateway_load.unary(target, texts, args.peak_concurrency, args.peak_seconds)
+            ).texts_per_s
         finally:
             gateway.terminate()
             gateway.wait(timeout=30)

@@ -25,3 +25,25 @@ def test_in_process_ceiling_baseline(exported_repo, data_dir):
     texts = [e.text for e in load_goemotions(data_dir).test[:128]]
     ceiling = speed_baselines.ort_ceiling(texts, exported_repo, "goemotions", threads=2)
     assert ceiling.texts == 128 and ceiling.texts_per_s > 0
+
+
+def test_soak_short_form_reports_what_the_gateway_counted(exported_repo, data_dir, tmp_path):
+    """A short real soak (make soak runs 10 minutes): its own Triton and gateway, the report files,
+    and each refusal the client saw counted by the gateway under one of its reasons."""
+    import json
+
+    from bench import soak
+
+    soak.main(["--model-repository", str(exported_repo), "--data-dir", str(data_dir), "--minutes", "0.35",
+               "--peak-seconds", "3", "--out", str(tmp_path)])  # fmt: skip
+    (report_path,) = tmp_path.glob("*-soak.json")
+    report = json.loads(report_path.read_text())
+    assert report["peak_texts_per_s"] > 0 and report["peak_end_texts_per_s"] > 0
+    assert report["load"]["texts"] > 0
+    assert [t for t, _ in report["errors_per_window"]] == [10, 20]  # one row per 10 s tick
+    errors = report["load"]["errors"]
+    assert set(errors) <= {"RESOURCE_EXHAUSTED"}, errors
+    assert set(report["refused_by_reason"]) <= {"queue_full", "queue_time", "queue_age", "deadline"}
+    assert sum(report["refused_by_reason"].values()) == errors.get("RESOURCE_EXHAUSTED", 0)
+    assert sum(e for _, e in report["errors_per_window"]) <= sum(errors.values())
+    assert report_path.with_suffix(".md").read_text().startswith("# Gateway memory soak")
