@@ -16,11 +16,12 @@ and a request is refused at once (RESOURCE_EXHAUSTED with a retry hint) when a t
 queued now would not be answered within 60% of ``queue_budget_ms`` (the work ahead of it,
 queued and in flight, plus its own; the estimate is a mean, and the rest of the budget is for
 its tail), or when the request's own work would not be done before its deadline. The time
-is estimated from the backend's measured throughput: the wall time between batch completions while the backend is busy, per real token (moving averages
-of both), which holds whether the backend runs batches one at a time or several at once, and
-never less than the time the oldest queued sequence has waited so far (the queue's real delay
-when the backend slows at once, before the moving averages follow). So
-under overload an accepted request is answered within about the budget instead of as long as
+is estimated from the backend's measured throughput: the wall time between batch completions
+while the backend is busy, per real token (moving averages of both), which holds whether the
+backend runs batches one at a time or several at once, and never less than the time the
+oldest queued sequence has waited so far (the queue's real delay when the backend slows at
+once, before the moving averages follow). Each refusal is counted by its reason
+(``emotionaware_refused_total``). So under overload an accepted request is answered within about the budget instead of as long as
 the queue is, and refusals take no time. Until the first batch has completed there is no
 estimate and only the count applies.
 """
@@ -59,16 +60,18 @@ _PAD_ALLOWANCE = 8
 _COST_SMOOTHING = 0.2
 # The estimate is of a typical text's answer time, right on average but not in its tail: on a
 # busy, shared CPU the p99 of answers is over twice their median (2.3 times in `make overload`
-# at 4x on a 2-vCPU host, with either share). So the estimate admitted is at most this share of the budget, which makes the budget the p99 of
-# answers under overload rather than their median. Measured at one offered load
+# at 4x on a 2-vCPU host, with either share). So the estimate admitted is at most this share
+# of the budget, which makes the budget the p99 of answers under overload rather than their
+# median. Measured at one offered load
 # (`python -m bench.reliability overload --rate 2300 --seconds 40`, runs alternated, 2-vCPU
 # Intel host, 2026-12-03): the full budget gave a p99 of 700 and 575 ms, 0.6 gave 451 and
 # 453 ms with as many answers (a shorter queue makes smaller batches, which come back
 # sooner, at the same throughput).
 _HIGHEST_ADMITTED = 0.6
-# Feedback on the estimate's tail: each answer later than the budget lowers the estimate
-# admitted by this factor, and it returns to the highest with this time constant. Time, not
-# answers, brings it back, so a cold start's slow answers are forgotten in seconds.
+# Feedback on the estimate's tail: each answer later than _LATE_SHARE of the budget lowers
+# the estimate admitted by this factor, and it returns to the highest with this time
+# constant. Time, not answers, brings it back, so a cold start's slow answers are forgotten
+# in seconds.
 _LATE_DECREASE = 0.9
 _RECOVERY_S = 5.0
 # Late answers at most halve the estimate admitted: below that the queue is too short for
@@ -181,8 +184,9 @@ class MicroBatcher:
 
         The budget bounds the estimated time until a typical sequence queued now is answered
         (to :meth:`admitted_s`): the work ahead (queued and in flight) plus one sequence of
-        the typical length. A request's own work beyond that (many texts, long texts) counts against its deadline
-        only, so a large call on an idle gateway is never refused for being large.
+        the typical length. A request's own work beyond that (many texts, long texts) counts
+        against its deadline only, so a large call on an idle gateway is never refused for
+        being large.
 
         ``tokens`` is the request's own work; None before tokenization, when ``sequences``
         typical sequences are assumed (so a request that will be refused anyway is refused
