@@ -10,12 +10,15 @@ the routing file (:func:`parse_policies`)::
     texts_per_s = 50                        # sustained texts per second (0 or absent: no limit)
     burst_texts = 200                       # texts it may send at once (default: one second's worth)
     max_concurrent_calls = 8                # calls open at once, a stream counting once (0: no limit)
+    traffic_class = "bulk"                  # every call of this client is bulk (default: per call)
 
     [clients."*"]                           # every client without a section of its own
 
 Without a matching section a client may do everything. Quotas count texts (a Classify is
 one, a ClassifyBatch one per text, a stream one per message), so a batch call cannot buy
-more work than the same texts sent one by one.
+more work than the same texts sent one by one. ``traffic_class = "bulk"`` makes every call of
+the client bulk whatever the call asks (a corpus job's credentials cannot jump ahead of
+interactive callers); ``"interactive"`` only sets the default of calls that name no class.
 
 The interceptor puts a :class:`Call` in a context variable for the duration of each call;
 the pipeline reads it with :func:`current_call` to check model grants and take texts from
@@ -33,10 +36,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.errors import Overloaded, PermissionDenied
+from gateway.types import TrafficClass
 
 RPCS = ("Classify", "ClassifyBatch", "ClassifyStream", "ListModels", "GetModel")
 WILDCARD = "*"
-_POLICY_KEYS = {"models", "rpcs", "texts_per_s", "burst_texts", "max_concurrent_calls"}
+_POLICY_KEYS = {"models", "rpcs", "texts_per_s", "burst_texts", "max_concurrent_calls", "traffic_class"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,13 @@ class ClientPolicy:
     texts_per_s: float = 0.0  # 0: no rate limit
     burst_texts: int = 0
     max_concurrent_calls: int = 0  # 0: no limit
+    traffic_class: TrafficClass | None = None  # BULK: every call bulk; None: as each call asks
+
+    def traffic_class_of(self, asked: TrafficClass | None, default: TrafficClass) -> TrafficClass:
+        """The class a call of this client is served in: bulk clients are always bulk."""
+        if self.traffic_class is TrafficClass.BULK:
+            return TrafficClass.BULK
+        return asked or self.traffic_class or default
 
 
 UNRESTRICTED = ClientPolicy()
@@ -84,7 +95,14 @@ def parse_policies(raw: Mapping, served_models: set[str]) -> dict[str, ClientPol
             )
         if rate > 0 and burst < 1:
             raise ValueError(f"{where}.burst_texts: must be at least 1 with a rate limit")
-        policies[str(client)] = ClientPolicy(models, rpcs, rate, burst, concurrent)
+        traffic = entry.get("traffic_class")
+        if traffic is not None and traffic not in {c.value for c in TrafficClass}:
+            raise ValueError(
+                f"{where}.traffic_class: must be one of {', '.join(c.value for c in TrafficClass)}; "
+                f"got {str(traffic)[:40]!r}"
+            )
+        traffic_class = TrafficClass(traffic) if traffic is not None else None
+        policies[str(client)] = ClientPolicy(models, rpcs, rate, burst, concurrent, traffic_class)
     return policies
 
 

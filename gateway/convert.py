@@ -13,7 +13,7 @@ from emotionaware.artifact import ProblemType
 from emotionaware.v1 import emotion_pb2 as pb
 from gateway.errors import GatewayError, InvalidArgument, to_status
 from gateway.routing import RouteTable
-from gateway.types import ClassifyOptions, ClassifyResult, LongTextMode, Scored, View
+from gateway.types import ClassifyOptions, ClassifyResult, LongTextMode, Scored, TrafficClass, View
 
 SCORE_TYPES = {
     ProblemType.MULTI_LABEL: pb.SCORE_TYPE_SIGMOID,
@@ -31,6 +31,11 @@ LONG_TEXT = {
     pb.LONG_TEXT_MODE_TRUNCATE: LongTextMode.TRUNCATE,
     pb.LONG_TEXT_MODE_CHUNK: LongTextMode.CHUNK,
 }
+TRAFFIC_CLASSES = {
+    pb.TRAFFIC_CLASS_UNSPECIFIED: None,
+    pb.TRAFFIC_CLASS_INTERACTIVE: TrafficClass.INTERACTIVE,
+    pb.TRAFFIC_CLASS_BULK: TrafficClass.BULK,
+}
 LONG_TEXT_PB = {
     LongTextMode.TRUNCATE: pb.LONG_TEXT_MODE_TRUNCATE,
     LongTextMode.CHUNK: pb.LONG_TEXT_MODE_CHUNK,
@@ -47,6 +52,8 @@ def options_from(message: pb.ClassifyOptions) -> ClassifyOptions:
         raise InvalidArgument(
             "options.long_text_mode", f"unknown LongTextMode value {message.long_text_mode}"
         )
+    if message.traffic_class not in TRAFFIC_CLASSES:
+        raise InvalidArgument("options.traffic_class", f"unknown TrafficClass value {message.traffic_class}")
     return ClassifyOptions(
         model_version=message.model_version,
         view=VIEWS[message.view],
@@ -54,6 +61,7 @@ def options_from(message: pb.ClassifyOptions) -> ClassifyOptions:
         threshold=message.threshold if message.HasField("threshold") else None,
         return_all_scores=message.return_all_scores,
         long_text=LONG_TEXT[message.long_text_mode],
+        traffic_class=TRAFFIC_CLASSES[message.traffic_class],
     )
 
 

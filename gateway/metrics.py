@@ -49,12 +49,24 @@ BATCH_TOKENS = Counter(
 )
 REFUSED = Counter(
     "emotionaware_refused_total",
-    "Requests refused at admission by a model's queue, by reason: queue_full (the sequence limit), "
-    "queue_time (the wait estimated from the measured throughput is over what the queue-time "
-    "budget admits now), queue_age (the oldest queued text has already waited longer than that: "
-    "the backend slowed faster than the estimate follows) or deadline (the request's own work "
+    "Requests refused at admission by a model's queue, by traffic class (interactive, bulk) and "
+    "reason: queue_full (the class's sequence limit, or the limit of interactive calls waiting "
+    "for room), queue_time (an interactive call that waited until it could no longer be "
+    "answered within the queue-time budget) or deadline (the work ahead and the request's own "
     "would end past its deadline)",
-    ["model", "reason"],
+    ["model", "traffic_class", "reason"],
+)
+HELD = Gauge(
+    "emotionaware_admission_held",
+    "Interactive calls and stream messages waiting for room in a model's queue (not yet admitted)",
+    ["model"],
+)
+ADMISSION_ESTIMATE = Gauge(
+    "emotionaware_admission_estimate",
+    "What admission knows of a model's backend: term=batch_seconds and token_seconds (the fitted cost "
+    "of one batch, a + b * padded tokens) and calibration (the factor estimates are scaled by: a high "
+    "quantile of actual / estimated answer times of recent interactive texts)",
+    ["model", "term"],
 )
 QUEUE_DEPTH = Gauge("emotionaware_queue_depth", "Sequences waiting for a batch", ["model"])
 BACKEND_RETRIES = Counter(

@@ -17,7 +17,7 @@ from emotionaware.text import has_visible_character
 from emotionaware.tokenization import TokenizedText
 from gateway.backends.base import Backend
 from gateway.batching import BatcherPool, SequenceOutput
-from gateway.callers import current_call
+from gateway.callers import UNRESTRICTED, current_call
 from gateway.errors import GatewayError, InternalError, InvalidArgument
 from gateway.metrics import STAGE_LATENCY, TOKENS, TRUNCATED
 from gateway.postprocess import aggregate, decide, scores_of
@@ -30,6 +30,7 @@ from gateway.types import (
     ClassifyOptions,
     ClassifyResult,
     LongTextMode,
+    TrafficClass,
 )
 
 MAX_SPEAKER_CHARS = 128
@@ -107,6 +108,13 @@ class Pipeline:
             call.check_model(resolved.spec.name)
         self.check_options(resolved.spec, options)
         return resolved
+
+    def traffic_class(self, options: ClassifyOptions, default: TrafficClass) -> TrafficClass:
+        """The class a call is admitted in: the caller's policy, else its option, else ``default``."""
+        call = current_call()
+        return (call.policy if call is not None else UNRESTRICTED).traffic_class_of(
+            options.traffic_class, default
+        )
 
     def charge(self, texts: int) -> None:
         """Take ``texts`` from the calling client's rate quota (RESOURCE_EXHAUSTED beyond)."""
@@ -214,23 +222,38 @@ class Pipeline:
         )
 
     async def classify(
-        self, request: ClassifyInput, deadline: float, resolved: Resolved | None = None
+        self,
+        request: ClassifyInput,
+        deadline: float,
+        resolved: Resolved | None = None,
+        *,
+        flow: bool = False,
     ) -> ClassifyResult:
-        """Classify one text before ``deadline`` (monotonic seconds)."""
+        """Classify one text before ``deadline`` (monotonic seconds).
+
+        ``flow`` marks a stream message: when the model is busy it waits for room as long as its
+        deadline allows (the stream is not read meanwhile) instead of only within the budget.
+        """
+        arrived = time.monotonic()
         resolved = resolved or self.resolve(request.model, request.options)
         self.charge(1)
         batcher = self.batchers.get(resolved.spec)
-        admitted = time.monotonic()
-        # Refuse before tokenizing, counting a typical text: refusals stay cheap exactly when
-        # the gateway is busiest. The own work is known (and checked) after it.
-        batcher.admit(1, None, deadline)
-        prepared = await self._prepare(request, resolved)
-        batcher.admit(len(prepared.windows), sum(len(w.input_ids) for w in prepared.windows), deadline)
-        futures = [batcher.enqueue(w.input_ids, deadline) for w in prepared.windows]
+        # Admit before tokenizing, counting a typical text: a request that waits or is refused
+        # costs no tokenization exactly when the gateway is busiest. Its own work is known
+        # (and checked against its deadline) after it.
+        traffic_class = self.traffic_class(request.options, TrafficClass.INTERACTIVE)
+        ticket = await batcher.admit(traffic_class, 1, None, deadline, arrived, flow)
+        try:
+            prepared = await self._prepare(request, resolved)
+            tokens = sum(len(w.input_ids) for w in prepared.windows)
+            batcher.check_deadline(ticket, len(prepared.windows), tokens, deadline)
+            futures = [batcher.enqueue(w.input_ids, deadline, ticket) for w in prepared.windows]
+        finally:
+            batcher.release(ticket)
         try:
             outputs = await asyncio.gather(*futures)
             if len(futures) == 1:  # the budget is about single texts; chunked ones take longer by design
-                batcher.observe(time.monotonic() - admitted)
+                batcher.observe(ticket)
             return self._finish(prepared, outputs)
         finally:
             for future in futures:  # a failed window, deadline or cancel: the others must not run
@@ -253,23 +276,27 @@ class Pipeline:
         self.charge(len(texts))
         batcher = self.batchers.get(resolved.spec)
         # All or nothing: a batch that cannot be queued whole is refused rather than half-served.
-        batcher.admit(len(texts), None, deadline)
+        traffic_class = self.traffic_class(options, TrafficClass.BULK)
+        ticket = await batcher.admit(traffic_class, len(texts), None, deadline)
         pending: list[tuple[_Prepared, list[asyncio.Future]] | GatewayError] = []
         try:
             for i, text in enumerate(texts):
                 try:
                     prepared = await self._prepare(ClassifyInput(text, model, options), resolved)
                     pending.append(
-                        (prepared, [batcher.enqueue(w.input_ids, deadline) for w in prepared.windows])
+                        (prepared, [batcher.enqueue(w.input_ids, deadline, ticket) for w in prepared.windows])
                     )
                 except InvalidArgument as exc:
                     pending.append(InvalidArgument(f"texts[{i}]", exc.message.split(": ", 1)[1]))
                 except GatewayError as exc:
                     pending.append(exc)
+            batcher.release(ticket)
             futures = [f for p in pending if not isinstance(p, GatewayError) for f in p[1]]
             if futures:
                 await asyncio.wait(futures)
+                batcher.observe(ticket)
         except BaseException:
+            batcher.release(ticket)
             # Cancelled or past the deadline: queued sequences must not run for nobody.
             for p in pending:
                 if not isinstance(p, GatewayError):

@@ -101,11 +101,25 @@ class Settings:
     batch_token_budget: int = setting(8192, "most padded tokens (sequences x padded length) per batch")
     batch_wait_ms: float = setting(2.0, "longest a sequence waits for more to batch with, in milliseconds")
     batch_max_inflight: int = setting(2, "batches of one model version at the backend at the same time")
-    queue_max_texts: int = setting(2048, "sequences queued per model version before RESOURCE_EXHAUSTED")
+    queue_max_texts: int = setting(
+        2048, "interactive sequences queued per model version before RESOURCE_EXHAUSTED"
+    )
+    bulk_queue_max_texts: int = setting(
+        8192, "bulk sequences (ClassifyBatch by default) queued per model version before RESOURCE_EXHAUSTED"
+    )
     queue_budget_ms: float = setting(
         500.0,
-        "p99 answer time admission aims for under overload, in milliseconds: refuse a request when a text "
-        "queued now would not be answered within 60% of this (0: off)",
+        "p99 answer time of interactive calls that admission aims for, in milliseconds: a call that would "
+        "be answered later waits for room, and is refused once it could no longer make it (0: off)",
+    )
+    admission_hold_max: int = setting(
+        1024,
+        "interactive calls per model version that may wait for room at once; beyond, RESOURCE_EXHAUSTED at once",
+    )
+    refuse_after_ms: float = setting(
+        3000.0,
+        "an interactive call that cannot be answered within the budget is refused this long after it "
+        "arrived (or at its deadline, if sooner), so callers that retry at once do not spin",
     )
     retry_after_ms: int = setting(
         100, "back-off suggested in the retry-after-ms trailer of RESOURCE_EXHAUSTED"
@@ -145,20 +159,23 @@ class Settings:
         if self.log_format not in ("text", "json"):
             raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
         positive = ("max_concurrent_rpcs", "max_batch_texts", "batch_max_texts", "batch_token_budget",
-                    "batch_max_inflight", "queue_max_texts", "max_chunks", "stream_history_turns", "stream_max_conversations",
+                    "batch_max_inflight", "queue_max_texts", "bulk_queue_max_texts", "admission_hold_max", "max_chunks", "stream_history_turns", "stream_max_conversations",
                     "stream_max_pending")  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.queue_max_texts < self.max_batch_texts:
-            raise ValueError(
-                f"queue_max_texts ({self.queue_max_texts}) must hold a whole batch call (max_batch_texts "
-                f"{self.max_batch_texts})"
-            )
+        for name in ("queue_max_texts", "bulk_queue_max_texts"):
+            if getattr(self, name) < self.max_batch_texts:
+                raise ValueError(
+                    f"{name} ({getattr(self, name)}) must hold a whole batch call (max_batch_texts "
+                    f"{self.max_batch_texts})"
+                )
         if self.queue_budget_ms < 0:
             raise ValueError(f"queue_budget_ms must not be negative, got {self.queue_budget_ms}")
-        if self.batch_wait_ms < 0 or self.chunk_overlap_tokens < 0 or self.backend_retries < 0:
-            raise ValueError("batch_wait_ms, chunk_overlap_tokens and backend_retries must not be negative")
+        if min(self.batch_wait_ms, self.chunk_overlap_tokens, self.backend_retries, self.refuse_after_ms) < 0:
+            raise ValueError(
+                "batch_wait_ms, chunk_overlap_tokens, backend_retries and refuse_after_ms must not be negative"
+            )
 
 
 def _boolean(value: str) -> bool:

@@ -140,7 +140,7 @@ class StreamSession:
             request, resolved, deadline = prepared
             try:
                 async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
-                    result = await self.pipeline.classify(request, deadline, resolved)
+                    result = await self.pipeline.classify(request, deadline, resolved, flow=True)
             except TimeoutError as exc:
                 raise DeadlineExceeded("the message deadline passed before an answer was ready") from exc
             response.result.CopyFrom(to_proto(result, started))

@@ -23,6 +23,17 @@ class LongTextMode(StrEnum):
     CHUNK = "chunk"
 
 
+class TrafficClass(StrEnum):
+    """How admission treats a call (proto TrafficClass).
+
+    INTERACTIVE calls keep the queue-time budget and go first; BULK calls are admitted by their
+    own deadline and the bulk queue bound, and are served in the gaps.
+    """
+
+    INTERACTIVE = "interactive"
+    BULK = "bulk"
+
+
 @dataclass(frozen=True)
 class ClassifyOptions:
     """Per-request options, validated at the API boundary (see the proto for semantics)."""
@@ -33,6 +44,7 @@ class ClassifyOptions:
     threshold: float | None = None  # one threshold for every label (multi-label models)
     return_all_scores: bool = False
     long_text: LongTextMode | None = None  # None: the model's default (ModelSpec.long_text_mode)
+    traffic_class: TrafficClass | None = None  # None: the method's (Classify interactive, ClassifyBatch bulk)
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,10 @@ def grpc_settings(exported_repo, routing_file) -> Settings:
         shutdown_grace_s=1.0,
         metrics_port=0,
         queue_max_texts=256,
-        # The count limit is what this tier's overload test drives; time-based admission is
-        # tested on the batcher itself and under real load (make overload).
+        bulk_queue_max_texts=256,
+        admission_hold_max=64,
+        # The count limits are what this tier's overload test drives; time-based admission is
+        # tested on the batcher itself and against the serve program (tests/triton/test_admission.py).
         queue_budget_ms=0,
     )
 

@@ -1,0 +1,588 @@
+"""What callers see at each load: the ordinary cases, closed loops, open-loop overload, mixed traffic.
+
+    python -m bench.admission cases       # one stream, bulk calls, conversation callers: 0 refusals
+    python -m bench.admission sweep       # closed loops c1..c256 and 4x open loop, unary and 64-text batches
+    python -m bench.admission mixed       # interactive callers at 50% beside a 20,000-text bulk job
+
+Each starts the supervised ``make serve`` program (bench.reliability.Serve) on free loopback
+ports with its production settings, prints Markdown tables and, with ``--out``, writes them.
+``make overload`` runs ``all``; tests/triton/test_admission.py runs short forms of the same
+functions. Closed-loop clients retry a refused call at once (the default gRPC client's
+behaviour when a caller loops), so a refusal that costs the gateway time shows as lost goodput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import itertools
+import os
+import random
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from bench.reliability import Serve, _children, _cpu_s
+from bench.run import machine
+from bench.soak import refusals
+from emotionaware.datasets import DEFAULT_DATA_DIR, load_goemotions, load_meld
+from emotionaware.v1 import emotion_pb2 as pb
+from emotionaware.v1 import emotion_pb2_grpc
+from gateway.settings import DEFAULT_MODEL_REPOSITORY, Settings
+
+BUDGET_MS = Settings().queue_budget_ms
+# Closed-loop levels and the batch size of the bulk shape (the issue's proofs).
+LEVELS = (1, 4, 16, 64, 256)
+BATCH = 64
+# Calls per HTTP/2 connection: clients of this size spread calls over several channels.
+_PER_CHANNEL = 32
+
+
+def _channels(target: str, n: int) -> list[grpc.aio.Channel]:
+    options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+    return [grpc.aio.insecure_channel(target, options=options) for _ in range(max(1, n))]
+
+
+def percentile(xs: Sequence[float], p: float) -> float:
+    if len(xs) > 1:
+        return statistics.quantiles(xs, n=1000)[round(p * 10) - 1]
+    return xs[0] if xs else 0.0
+
+
+@dataclass
+class Outcome:
+    """What a client saw: texts answered, accepted calls' latencies, refusals, other errors."""
+
+    name: str
+    seconds: float = 0.0
+    texts: int = 0
+    latencies_ms: list[float] = field(default_factory=list)  # accepted calls (or stream messages)
+    served_ms: list[float] = field(default_factory=list)  # the same calls' time in the gateway
+    cores: dict[str, float] = field(default_factory=dict)  # CPU cores used, by process group
+    sent_at: list[float] = field(default_factory=list)  # open loop: when each accepted call was sent (s)
+
+    def windows(self, seconds: float = 5.0) -> list[float]:
+        """p99 in the gateway of the accepted calls sent in each window of ``seconds`` (open loop)."""
+        by: dict[int, list[float]] = {}
+        for at, ms in zip(self.sent_at, self.served_ms, strict=True):
+            by.setdefault(int(at // seconds), []).append(ms)
+        return [percentile(by[k], 99) for k in sorted(by)]
+
+    refused: int = 0  # RESOURCE_EXHAUSTED, whole calls or items
+    errors: Counter = field(default_factory=Counter)  # any other status, by name
+    reasons: dict[str, int] = field(default_factory=dict)  # the gateway's refusals by class/reason
+
+    @property
+    def rate(self) -> float:
+        return self.texts / self.seconds if self.seconds else 0.0
+
+    def p(self, q: float) -> float:
+        return percentile(self.latencies_ms, q)
+
+
+# -- the ordinary cases -------------------------------------------------------------------------
+
+
+def _transcript(dialogues: Sequence[Sequence[tuple[str, str]]], turns: int, chars: int, conversations: int):
+    """``turns`` messages of about ``chars`` characters, spread round-robin over ``conversations``."""
+    flat = [t for d in dialogues for t in d]
+    rng = random.Random(3)
+    messages = []
+    for i in range(turns):
+        text = ""
+        while len(text) < chars:
+            text += " " + rng.choice(flat)[1]
+        speaker = f"speaker-{i % 2}"
+        messages.append(
+            pb.ClassifyStreamRequest(conversation_id=f"conv-{i % conversations}", speaker=speaker,
+                                     text=text.strip()[:chars], message_id=str(i))
+        )  # fmt: skip
+    return messages
+
+
+async def one_stream(
+    target: str, messages: Sequence[pb.ClassifyStreamRequest], timeout_s: float = 120
+) -> Outcome:
+    """One ClassifyStream writing every message as fast as the client can."""
+    out = Outcome(f"one stream, {len(messages)} turns")
+    sent: dict[int, float] = {}
+    (channel,) = _channels(target, 1)
+    async with channel:
+        stub = emotion_pb2_grpc.EmotionServiceStub(channel)
+
+        async def requests():
+            for i, m in enumerate(messages):
+                sent[i] = time.perf_counter()
+                yield m
+
+        start = time.perf_counter()
+        async for reply in stub.ClassifyStream(requests(), timeout=timeout_s):
+            if reply.HasField("result"):
+                out.texts += 1
+                out.latencies_ms.append((time.perf_counter() - sent[reply.sequence]) * 1e3)
+            elif reply.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]:
+                out.refused += 1
+            else:
+                out.errors[_code(reply.error.code)] += 1
+        out.seconds = time.perf_counter() - start
+    return out
+
+
+def _code(value: int) -> str:
+    return next((c.name for c in grpc.StatusCode if c.value[0] == value), str(value))
+
+
+async def bulk_calls(target: str, texts: Sequence[str], calls: int, size: int, model: str) -> Outcome:
+    """``calls`` concurrent ClassifyBatch calls of ``size`` texts, sent once each (no retry)."""
+    out = Outcome(f"{calls} concurrent ClassifyBatch of {size} on {model}")
+    channels = _channels(target, 1)
+    stub = emotion_pb2_grpc.EmotionServiceStub(channels[0])
+
+    async def one(i: int) -> None:
+        batch = [texts[(i * size + j) % len(texts)] for j in range(size)]
+        began = time.perf_counter()
+        try:
+            reply = await stub.ClassifyBatch(pb.ClassifyBatchRequest(texts=batch, model=model), timeout=30)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                out.refused += size
+            else:
+                out.errors[err.code().name] += size
+            return
+        out.latencies_ms.append((time.perf_counter() - began) * 1e3)
+        for item in reply.items:
+            if item.HasField("result"):
+                out.texts += 1
+            elif item.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]:
+                out.refused += 1
+            else:
+                out.errors[_code(item.error.code)] += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(calls)))
+    out.seconds = time.perf_counter() - start
+    for ch in channels:
+        await ch.close()
+    return out
+
+
+def _with_context(examples, turns: int) -> list[pb.ClassifyRequest]:
+    """MELD dialogue turns with their earlier turns as context, as an evaluation script sends them."""
+    requests = []
+    for ex in examples:
+        context = [pb.Turn(speaker=t.speaker, text=t.text) for t in ex.previous[-turns:]]
+        requests.append(
+            pb.ClassifyRequest(text=ex.text, model="conversation", speaker=ex.speaker, context=context)
+        )
+    return requests
+
+
+# -- closed loops -------------------------------------------------------------------------------
+
+
+async def closed_loop(
+    target: str,
+    make: Callable[[int], pb.ClassifyRequest | pb.ClassifyBatchRequest],
+    concurrency: int,
+    seconds: float,
+    warmup_s: float = 1.0,
+    batch: bool = False,
+    name: str = "",
+) -> Outcome:
+    """``concurrency`` callers, each sending its next call when the last one ends (a refused call
+    is sent again at once). Counts what was answered after the warm-up."""
+    out = Outcome(name or f"closed loop c{concurrency}")
+    channels = _channels(target, (concurrency + _PER_CHANNEL - 1) // _PER_CHANNEL)
+    stubs = [emotion_pb2_grpc.EmotionServiceStub(ch) for ch in channels]
+    counter = itertools.count()
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup_s, start + warmup_s + seconds
+
+    async def worker(w: int) -> None:
+        stub = stubs[w % len(stubs)]
+        request = make(next(counter))
+        while (now := time.perf_counter()) < stop_at:
+            try:
+                if batch:
+                    reply = await stub.ClassifyBatch(request, timeout=30)
+                    done = sum(1 for item in reply.items if item.HasField("result"))
+                    bad = [item.error.code for item in reply.items if item.HasField("error")]
+                else:
+                    reply = await stub.Classify(request, timeout=10)
+                    done, bad = 1, []
+            except grpc.aio.AioRpcError as err:
+                if now >= measure_from:
+                    if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        out.refused += 1
+                    else:
+                        out.errors[err.code().name] += 1
+                if err.code() not in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    await asyncio.sleep(0.05)  # a broken call is not retried in a tight loop
+                continue  # the same request again, at once
+            end = time.perf_counter()
+            if measure_from <= end <= stop_at:  # counted by when it was answered
+                out.texts += done
+                out.latencies_ms.append((end - now) * 1e3)
+                out.served_ms.append(reply.server_latency_us / 1e3)
+                for code in bad:
+                    out.errors[_code(code)] += 1
+            request = make(next(counter))
+
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    out.seconds = seconds
+    for ch in channels:
+        await ch.close()
+    return out
+
+
+async def open_loop(
+    target: str, make: Callable[[int], pb.ClassifyRequest], rate: float, seconds: float
+) -> Outcome:
+    """Calls started at ``rate`` per second whatever the answers (5 s deadlines, no retry)."""
+    out = Outcome(f"open loop {rate:.0f}/s")
+    channels = _channels(target, 8)
+    stubs = [emotion_pb2_grpc.EmotionServiceStub(ch) for ch in channels]
+    tasks: set[asyncio.Task] = set()
+
+    async def one(i: int) -> None:
+        began = time.perf_counter()
+        try:
+            reply = await stubs[i % len(stubs)].Classify(make(i), timeout=5)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                out.refused += 1
+            else:
+                out.errors[err.code().name] += 1
+            return
+        out.texts += 1
+        out.latencies_ms.append((time.perf_counter() - began) * 1e3)
+        out.served_ms.append(reply.server_latency_us / 1e3)
+        out.sent_at.append(began - start)
+
+    start, sent = time.perf_counter(), 0
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for _ in range(int(elapsed * rate) - sent):
+            task = asyncio.create_task(one(sent))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            sent += 1
+        await asyncio.sleep(0.002)
+    await asyncio.gather(*tasks)
+    out.seconds = time.perf_counter() - start
+    for ch in channels:
+        await ch.close()
+    return out
+
+
+# -- the proofs ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Corpus:
+    short: list[str]  # GoEmotions dev texts
+    dialogues: list[list[tuple[str, str]]]  # MELD dev dialogues as (speaker, text)
+    with_context: list[pb.ClassifyRequest]  # MELD dev turns with up to 4 earlier turns
+
+
+def corpus(data_dir: Path) -> Corpus:
+    go = load_goemotions(data_dir)
+    meld = load_meld(data_dir)
+    dialogues: dict[str, list[tuple[str, str]]] = {}
+    for ex in meld.dev:
+        dialogues.setdefault(ex.id.rsplit("/", 1)[0], []).append((ex.speaker, ex.text))
+    with_context = _with_context([ex for ex in meld.dev if ex.previous], 4)
+    return Corpus([ex.text for ex in go.dev], list(dialogues.values()), with_context)
+
+
+def _reasons(serve: Serve, before: Counter) -> dict[str, int]:
+    return {k: v for k, v in (refusals(serve.metrics_port) - before).items() if v}
+
+
+def measured(serve: Serve, run: Callable[[], Awaitable[Outcome]]) -> Outcome:
+    """Run one load; add the gateway's refusals by reason and the CPU cores each process used."""
+    gateway, triton = serve.gateway_pid(), serve.triton_pid()
+    groups = {"load generator": [os.getpid()], "gateway": [gateway], "Triton": [triton, *_children(triton)]}
+    before, used, started = (
+        refusals(serve.metrics_port),
+        {k: _cpu_s(v) for k, v in groups.items()},
+        time.monotonic(),
+    )
+    outcome = asyncio.run(run())
+    took = time.monotonic() - started
+    outcome.cores = {k: (_cpu_s(v) - used[k]) / took for k, v in groups.items()}
+    outcome.reasons = _reasons(serve, before)
+    return outcome
+
+
+def run_cases(serve: Serve, c: Corpus, seconds: float = 15) -> list[Outcome]:
+    """The issue's ordinary loads, each alone on an idle gateway."""
+    t, reqs = serve.target, c.with_context
+    return [
+        measured(serve, lambda: one_stream(t, _transcript(c.dialogues, 200, 300, 50))),
+        measured(serve, lambda: bulk_calls(t, c.short, 8, 32, "goemotions")),
+        measured(serve, lambda: bulk_calls(t, c.short, 2, 256, "goemotions")),
+        measured(serve, lambda: bulk_calls(t, c.short, 2, 256, "conversation")),
+        measured(serve, lambda: closed_loop(t, lambda i: reqs[i % len(reqs)], 4, seconds,
+                                            name="4 callers on conversation with context")),
+    ]  # fmt: skip
+
+
+def _unary(c: Corpus) -> Callable[[int], pb.ClassifyRequest]:
+    return lambda i: pb.ClassifyRequest(text=c.short[i % len(c.short)], model="goemotions")
+
+
+def _batch(c: Corpus) -> Callable[[int], pb.ClassifyBatchRequest]:
+    n = len(c.short)
+    return lambda i: pb.ClassifyBatchRequest(
+        texts=[c.short[(i * BATCH + j) % n] for j in range(BATCH)], model="goemotions"
+    )
+
+
+@dataclass
+class Sweep:
+    capacity: dict[str, float]  # texts/s, per shape
+    rows: list[tuple[str, str, Outcome]]  # (shape, level, outcome)
+
+
+def run_sweep(
+    serve: Serve, c: Corpus, seconds: float, levels: Sequence[int] = LEVELS, factor: float = 4.0
+) -> Sweep:
+    t = serve.target
+    asyncio.run(closed_loop(t, _unary(c), 32, 3))  # warm-up: a session's first runs are slow
+    capacity = {
+        "unary": asyncio.run(closed_loop(t, _unary(c), 32, 10)).rate,
+        f"batch {BATCH}": asyncio.run(closed_loop(t, _batch(c), 4, 10, batch=True)).rate,
+    }
+    rows = []
+    for shape, make, batch in (("unary", _unary(c), False), (f"batch {BATCH}", _batch(c), True)):
+        for level in levels:
+            # Long calls need a longer warm-up before answers are counted.
+            warmup = 1.0 if not batch else min(10.0, 1.0 + level * BATCH / capacity[shape])
+            outcome = measured(
+                serve, functools.partial(closed_loop, t, make, level, seconds, warmup, batch=batch)
+            )
+            rows.append((shape, f"c{level}", outcome))
+    rate = factor * capacity["unary"]
+    rows.append(
+        ("unary", f"open {factor:g}x", measured(serve, lambda: open_loop(t, _unary(c), rate, seconds)))
+    )
+    return Sweep(capacity, rows)
+
+
+@dataclass
+class Mixed:
+    capacity: float
+    interactive: Outcome
+    bulk: Outcome
+    alone: float  # the bulk job's texts/s on an otherwise idle gateway, same run
+
+
+async def _mixed(
+    target: str, c: Corpus, rate: float, bulk_texts: int, bulk_concurrency: int
+) -> tuple[Outcome, Outcome]:
+    stop = asyncio.Event()
+    make = _unary(c)
+
+    async def interactive() -> Outcome:
+        out = Outcome(f"interactive open loop {rate:.0f}/s")
+        channels = _channels(target, 4)
+        stubs = [emotion_pb2_grpc.EmotionServiceStub(ch) for ch in channels]
+        tasks: set[asyncio.Task] = set()
+
+        async def one(i: int) -> None:
+            began = time.perf_counter()
+            try:
+                await stubs[i % len(stubs)].Classify(make(i), timeout=5)
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    out.refused += 1
+                else:
+                    out.errors[err.code().name] += 1
+                return
+            out.texts += 1
+            out.latencies_ms.append((time.perf_counter() - began) * 1e3)
+
+        start, sent = time.perf_counter(), 0
+        while not stop.is_set():
+            for _ in range(int((time.perf_counter() - start) * rate) - sent):
+                task = asyncio.create_task(one(sent))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                sent += 1
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*tasks)
+        out.seconds = time.perf_counter() - start
+        for ch in channels:
+            await ch.close()
+        return out
+
+    task = asyncio.create_task(interactive())
+    await asyncio.sleep(1.0)  # the interactive load is running before the job starts
+    bulk = await bulk_job(target, c, bulk_texts, bulk_concurrency)
+    stop.set()
+    return await task, bulk
+
+
+async def bulk_job(target: str, c: Corpus, total: int, concurrency: int) -> Outcome:
+    """A corpus job: ``total`` texts in ClassifyBatch calls of BATCH, ``concurrency`` in flight."""
+    out = Outcome(f"bulk job {total} texts, {concurrency} calls in flight")
+    (channel,) = _channels(target, 1)
+    stub = emotion_pb2_grpc.EmotionServiceStub(channel)
+    calls = iter(range(0, total, BATCH))
+    n = len(c.short)
+
+    async def worker() -> None:
+        for first in calls:
+            texts = [c.short[(first + j) % n] for j in range(min(BATCH, total - first))]
+            began = time.perf_counter()
+            try:
+                reply = await stub.ClassifyBatch(
+                    pb.ClassifyBatchRequest(texts=texts, model="goemotions"), timeout=60
+                )
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    out.refused += len(texts)
+                else:
+                    out.errors[err.code().name] += len(texts)
+                continue
+            out.latencies_ms.append((time.perf_counter() - began) * 1e3)
+            for item in reply.items:
+                if item.HasField("result"):
+                    out.texts += 1
+                elif item.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]:
+                    out.refused += 1
+                else:
+                    out.errors[_code(item.error.code)] += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    out.seconds = time.perf_counter() - start
+    await channel.close()
+    return out
+
+
+def run_mixed(
+    serve: Serve, c: Corpus, bulk_texts: int = 20_000, bulk_concurrency: int = 8, share: float = 0.5
+) -> Mixed:
+    t = serve.target
+    asyncio.run(closed_loop(t, _unary(c), 32, 3))
+    capacity = asyncio.run(closed_loop(t, _unary(c), 32, 10)).rate
+    alone = asyncio.run(bulk_job(t, c, min(bulk_texts, 4096), bulk_concurrency)).rate
+    before = refusals(serve.metrics_port)
+    interactive, bulk = asyncio.run(_mixed(t, c, share * capacity, bulk_texts, bulk_concurrency))
+    bulk.reasons = _reasons(serve, before)
+    return Mixed(capacity, interactive, bulk, alone)
+
+
+# -- reports ------------------------------------------------------------------------------------
+
+
+def _reasons_text(o: Outcome) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(o.reasons.items())) or "none"
+
+
+def _errors_text(o: Outcome) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(o.errors.items())) or "none"
+
+
+def cases_lines(outcomes: Sequence[Outcome]) -> list[str]:
+    lines = ["| case | answered | refused | other errors | p50 / p99 ms | refusals by the gateway's reason |",
+             "|---|---:|---:|---|---:|---|"]  # fmt: skip
+    for o in outcomes:
+        lines.append(
+            f"| {o.name} | {o.texts} | {o.refused} | {_errors_text(o)} | {o.p(50):.0f} / {o.p(99):.0f} | {_reasons_text(o)} |"
+        )
+    return lines
+
+
+def sweep_lines(s: Sweep) -> list[str]:
+    lines = [
+        "Capacity (closed loop, same run): " + ", ".join(f"{k} {v:.0f} texts/s" for k, v in s.capacity.items()) + ".",
+        f"Refused calls are sent again at once. Budget {BUDGET_MS:.0f} ms for interactive calls. Latency of",
+        "accepted calls as the client saw them and (unary) inside the gateway. CPU cores used by the load",
+        "generator / gateway / Triton, which share the machine's CPUs.",
+        "",
+        "| shape | load | texts/s | share of capacity | p50 / p99 client, ms | p99 gateway, ms | refused calls | other errors | refusals by the gateway's reason | cores |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---|",
+    ]  # fmt: skip
+    for shape, level, o in s.rows:
+        share = o.rate / s.capacity[shape]
+        served = f"{percentile(o.served_ms, 99):.0f}" if o.served_ms else "-"
+        cores = " / ".join(f"{v:.2f}" for v in o.cores.values())
+        lines.append(f"| {shape} | {level} | {o.rate:.0f} | {share:.2f} | {o.p(50):.0f} / {o.p(99):.0f} | {served} | "
+                     f"{o.refused} | {_errors_text(o)} | {_reasons_text(o)} | {cores} |")  # fmt: skip
+    return lines
+
+
+def mixed_lines(m: Mixed) -> list[str]:
+    left = m.capacity - m.interactive.rate
+    return [
+        f"Unary capacity {m.capacity:.0f} texts/s; the bulk job alone {m.alone:.0f} texts/s (same run).",
+        "",
+        "| traffic | texts | texts/s | p50 / p99 ms | refused | other errors |",
+        "|---|---:|---:|---:|---:|---|",
+        f"| {m.interactive.name} | {m.interactive.texts} | {m.interactive.rate:.0f} | {m.interactive.p(50):.0f} / "
+        f"{m.interactive.p(99):.0f} | {m.interactive.refused} | {_errors_text(m.interactive)} |",
+        f"| {m.bulk.name} | {m.bulk.texts} | {m.bulk.rate:.0f} ({m.bulk.rate / left:.2f} of the {left:.0f} left) | "
+        f"{m.bulk.p(50):.0f} / {m.bulk.p(99):.0f} per call | {m.bulk.refused} | {_errors_text(m.bulk)} |",
+        f"| refusals by the gateway's reason | {_reasons_text(m.bulk)} | | | | |",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("proof", choices=("cases", "sweep", "mixed", "all"))
+    parser.add_argument("--seconds", type=float, default=15, help="each closed or open loop")
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="closed-loop concurrencies")
+    parser.add_argument("--bulk-texts", type=int, default=20_000)
+    parser.add_argument("--model-repository", type=Path, default=DEFAULT_MODEL_REPOSITORY)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--log-dir", type=Path, default=Path("build/logs/admission"))
+    parser.add_argument("--out", type=Path, help="write the Markdown report here")
+    args = parser.parse_args(argv)
+    c = corpus(args.data_dir)
+    m = machine()
+    lines = [
+        f"# admission, {time.strftime('%Y-%m-%d %H:%M')}",
+        "",
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs.",
+        "",
+    ]
+    serve = Serve(args.model_repository, args.log_dir)
+    try:
+        if args.proof in ("cases", "all"):
+            lines += ["## Ordinary loads", "", *cases_lines(run_cases(serve, c, args.seconds)), ""]
+        if args.proof in ("sweep", "all"):
+            levels = [int(x) for x in args.levels.split(",")]
+            lines += [
+                "## Closed loops and open-loop overload",
+                "",
+                *sweep_lines(run_sweep(serve, c, args.seconds, levels)),
+                "",
+            ]
+        if args.proof in ("mixed", "all"):
+            lines += [
+                "## Interactive and bulk together",
+                "",
+                *mixed_lines(run_mixed(serve, c, args.bulk_texts)),
+                "",
+            ]
+    finally:
+        serve.stop()
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
