@@ -145,8 +145,12 @@ chaos: $(STAMP_DEV) export-if-stale ## SIGKILL/SIGSTOP Triton and SIGTERM the ga
 	$(RELIABILITY) chaos --rounds 3 --out $(call RESULT,chaos)
 
 # `make overload OVERLOAD_FACTOR=2` offers twice the capacity instead (result file ...-overload-2x.md).
+# First what callers see at each load (bench/admission.py: the ordinary loads, closed loops at
+# c1 to c256 for unary calls and 64-text batches, 4x open loop, a bulk job beside interactive
+# callers; about 10 minutes), then 60 s of open-loop overload in detail.
 OVERLOAD_FACTOR ?= 4
-overload: $(STAMP_DEV) export-if-stale ## 4x measured capacity for 60 s, open loop -> bench/results/
+overload: $(STAMP_DEV) export-if-stale ## admission at every load (~10 min), then 4x capacity for 60 s, open loop -> bench/results/
+	$(PY) -m bench.admission all --data-dir $(DATA_DIR) --out $(call RESULT,admission)
 	$(RELIABILITY) overload --seconds 60 --factor $(OVERLOAD_FACTOR) \
 	  --out $(call RESULT,overload$(if $(filter-out 4,$(OVERLOAD_FACTOR)),-$(OVERLOAD_FACTOR)x))
 

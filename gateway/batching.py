@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emotionaware.padding import pad_rows
-from gateway.admission import Calibration, CostModel
+from gateway.admission import SLACK_S, Calibration, CostModel
 from gateway.backends.base import Backend
 from gateway.errors import DeadlineExceeded, GatewayError, InternalError, Overloaded
 from gateway.metrics import (
@@ -98,6 +98,8 @@ class _Item:
     enqueued: float
     deadline: float
     lane: _Lane
+    admitted_at: float = 0.0  # when its request was admitted, and the wait estimated then (raw)
+    estimated_s: float | None = None
     length: int = field(init=False)
     taken: bool = field(default=False, init=False)
     settled: bool = field(default=False, init=False)  # its tokens no longer count as queued work
@@ -280,7 +282,16 @@ class MicroBatcher:
         if not self._cost.known or not self._busy():
             return None
         wait = self._inflight_s(now) + self._drain_s((INTERACTIVE,), sequences, tokens)
-        return self._calibration.scale(wait, now)
+        expected = self._calibration.scale(wait, now)
+        # The oldest queued text against what was estimated for it: when it has already waited
+        # longer than that (the backend slowed at once, e.g. its CPU taken by a surge of calls),
+        # every estimate is off by at least as much, before the cost model or the calibration
+        # has seen a late answer. A burst queued at once is not late by this measure.
+        oldest = self._lanes[INTERACTIVE].oldest()
+        if oldest is not None and oldest.estimated_s is not None:
+            late = (now - oldest.admitted_at) / (oldest.estimated_s + SLACK_S)
+            expected = max(expected, (wait + SLACK_S) * late)
+        return expected
 
     def _alone_s(self, sequences: int, tokens: int) -> float:
         """A request's own answer time on an idle backend, calibrated (0 without an estimate)."""
@@ -475,12 +486,18 @@ class MicroBatcher:
                 f"is {left_ms:.0f} ms away",
                 self._retry_s(now),
             )  # fmt: skip
-        return self._refuse(
-            cls, "queue_time",
-            f"model {name} would answer a new text in about {expected * 1000:.0f} ms; this call has "
-            f"waited {(now - hold.arrived) * 1000:.0f} ms of the {budget_ms:.0f} ms queue-time budget",
-            self._retry_s(now),
-        )  # fmt: skip
+        waited_ms = (now - hold.arrived) * 1000
+        if waited_ms > budget_ms:  # held past the budget to pace a caller that resends at once
+            message = (
+                f"model {name} could not answer this call within the {budget_ms:.0f} ms queue-time budget "
+                f"(it was held {waited_ms:.0f} ms so that a caller retrying at once does not spin)"
+            )
+        else:
+            message = (
+                f"model {name} would answer a new text in about {expected * 1000:.0f} ms; this call has "
+                f"waited {waited_ms:.0f} ms of the {budget_ms:.0f} ms queue-time budget"
+            )
+        return self._refuse(cls, "queue_time", message, self._retry_s(now))
 
     def _retry_s(self, now: float) -> float:
         """About when the interactive work ahead will have drained to what the budget admits."""
@@ -601,6 +618,8 @@ class MicroBatcher:
             self._worker = asyncio.create_task(self._run(), name=f"batcher-{self._label}")
         loop = asyncio.get_running_loop()
         item = _Item(ids, loop.create_future(), time.monotonic(), deadline, lane)
+        if ticket is not None:
+            item.admitted_at, item.estimated_s = ticket.admitted_at, ticket.estimated_s
         item.future.add_done_callback(functools.partial(self._settle, item))
         bisect.insort_right(lane.queue, item, key=_length)
         lane.arrivals.append(item)

@@ -47,11 +47,6 @@ async def gateway_target(triton, exported_repo):
         model_repository=exported_repo,
         metrics_port=0,
         health_poll_s=0.2,
-        # These tests load the gateway on purpose (64 concurrent calls, batches of 64 from 16
-        # callers) to check scores and batching, not shedding; on a slow or stolen CPU the
-        # 500 ms budget would refuse some of them. Admission is tested in tests/unit/test_batching.py
-        # and, with the defaults, against the serve program in test_reliability.py.
-        queue_budget_ms=0,
     )
     server = GatewayServer(settings)
     port = await server.start()

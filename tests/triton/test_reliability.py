@@ -289,10 +289,10 @@ def test_the_largest_accepted_requests_have_bounded_cost(serve, channel):
     ]
     replies = list(stub.ClassifyStream(iter(messages), timeout=120))
     assert [r.sequence for r in replies] == list(range(100))
-    # A burst of 100 full-length messages is more than the queue-time budget: some are shed.
+    # A burst of 100 full-length messages is more than the queue-time budget: the stream is
+    # slowed down (flow control), and every message is answered.
     answered = [r.result for r in replies if r.HasField("result")]
-    shed = [r for r in replies if r.HasField("error")]
-    assert answered and all(r.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0] for r in shed)
+    assert len(answered) == 100, [r.error for r in replies if r.HasField("error")][:3]
     assert all(a.truncated and a.token_count_is_lower_bound for a in answered)
     turns = [pb.Turn(speaker="a", text=noise()) for _ in range(64)]
     reply = stub.Classify(pb.ClassifyRequest(model="conversation", text=noise(), context=turns), timeout=30)

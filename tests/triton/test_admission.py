@@ -1,0 +1,67 @@
+"""Admission against the real `make serve` program (short forms of `make overload`).
+
+The issue's ordinary loads are served without one refusal; closed loops keep their goodput
+past capacity; a bulk job runs beside interactive callers without pushing them over the budget.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import admission
+from bench.reliability import Serve
+
+BUDGET_MS = admission.BUDGET_MS
+
+
+@pytest.fixture(scope="module")
+def serve(exported_repo, tmp_path_factory):
+    server = Serve(exported_repo, tmp_path_factory.mktemp("admission-logs"))
+    yield server
+    assert server.stop() == 0, server.log_path.read_text()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def corpus(data_dir):
+    return admission.corpus(data_dir)
+
+
+def test_ordinary_loads_are_served_without_a_refusal(serve, corpus):
+    outcomes = admission.run_cases(serve, corpus, seconds=8)
+    print("\n".join(admission.cases_lines(outcomes)))
+    stream, *bulk, callers = outcomes
+    assert stream.texts == 200  # one stream written as fast as the client can: slowed, not refused
+    assert [o.texts for o in bulk] == [8 * 32, 2 * 256, 2 * 256]
+    assert callers.texts > 100
+    for o in outcomes:
+        assert o.refused == 0 and not o.errors and not o.reasons, o
+
+
+def test_closed_loops_past_capacity_keep_their_goodput(serve, corpus):
+    sweep = admission.run_sweep(serve, corpus, seconds=8, levels=(16, 256), batch_levels=(16,), factor=None)
+    print("\n".join(admission.sweep_lines(sweep)))
+    rows = {(shape, level): o for shape, level, o in sweep.rows}
+    c16 = rows["unary", "c16"]
+    assert c16.refused == 0 and not c16.errors  # within the budget: nothing refused
+    # Callers that resend a refused call at once: the server paces them instead of spinning.
+    # The long form (make overload) reports >= 0.9 on an idle host; CI hosts are noisier.
+    c256 = rows["unary", "c256"]
+    assert c256.rate >= 0.75 * sweep.capacity["unary"] and not c256.errors
+    assert admission.percentile(c256.served_ms, 99) <= 1.2 * BUDGET_MS  # accepted calls in the budget
+    bulk = rows[f"batch {admission.BATCH}", "c16"]
+    assert (
+        bulk.rate >= 0.8 * sweep.capacity[f"batch {admission.BATCH}"]
+        and bulk.refused == 0
+        and not bulk.errors
+    )
+
+
+def test_a_bulk_job_beside_interactive_callers(serve, corpus):
+    mixed = admission.run_mixed(serve, corpus, bulk_texts=4096)
+    print("\n".join(admission.mixed_lines(mixed)))
+    interactive, bulk = mixed.interactive, mixed.bulk
+    assert bulk.texts == 4096 and bulk.refused == 0 and not bulk.errors
+    assert interactive.refused == 0 and not interactive.errors
+    assert admission.percentile(interactive.served_ms, 99) <= BUDGET_MS
+    left = mixed.capacity - interactive.rate
+    assert bulk.rate >= 0.6 * left  # the long form reports the share; at least most of what is left
