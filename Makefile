@@ -150,9 +150,9 @@ chaos: $(STAMP_DEV) export-if-stale ## SIGKILL/SIGSTOP Triton and SIGTERM the ga
 # callers; about 10 minutes), then 60 s of open-loop overload in detail.
 OVERLOAD_FACTOR ?= 4
 overload: $(STAMP_DEV) export-if-stale ## admission at every load (~10 min), then 4x capacity for 60 s, open loop -> bench/results/
-	$(PY) -m bench.admission all --data-dir $(DATA_DIR) --out $(call RESULT,admission)
+	$(PY) -m bench.admission all --data-dir $(DATA_DIR) --out $(call RESULT,admission); met=$$?; \
 	$(RELIABILITY) overload --seconds 60 --factor $(OVERLOAD_FACTOR) \
-	  --out $(call RESULT,overload$(if $(filter-out 4,$(OVERLOAD_FACTOR)),-$(OVERLOAD_FACTOR)x))
+	  --out $(call RESULT,overload$(if $(filter-out 4,$(OVERLOAD_FACTOR)),-$(OVERLOAD_FACTOR)x)) && exit $$met
 
 correspondence: $(STAMP_DEV) export-if-stale ## 100,000 answers over every RPC, each checked against its request -> bench/results/
 	$(RELIABILITY) correspondence --requests 100000 --out $(call RESULT,correspondence)

@@ -264,7 +264,7 @@ def test_overload_is_refused_fast_and_recovers_at_once(serve):
     assert result.rss_max < result.rss_start + 300  # memory bounded under 4x the capacity
     # Near the budget, not growing with the queue (the calls' 5 s deadlines). The 60 s form
     # (`make overload`) checks the budget itself; 8 s on a shared CI host is too short for that.
-    assert reliability.percentile(result.served, 99) < 1500
+    assert reliability.percentile(result.served, 99) < 2000
     assert result.after_ms < 1000  # the queue drained: the next calls are served at once
 
 
