@@ -19,9 +19,9 @@ Admission (:meth:`MicroBatcher.admit`) estimates when a text admitted now would 
 the rest of the batches in flight, then the work queued ahead of it in its class, served in
 the largest batches allowed, priced by the backend's measured cost per batch and per token
 (:class:`gateway.admission.CostModel`) and scaled by how far such estimates were off for the
-answers of the last seconds (:class:`gateway.admission.Calibration`). Never less than the time
-the oldest queued interactive text has already waited (CoDel's queue-head signal, for a
-backend that slows at once).
+answers of the last seconds (:class:`gateway.admission.Calibration`), and by at least as much
+as the oldest queued interactive text is already late against its own estimate (a backend that
+slows at once shows there before any late answer does).
 
 - Interactive calls are admitted when their answer is expected within ``queue_budget_ms`` of
   their arrival. Otherwise they wait, first come first served, up to ``admission_hold_max``
