@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import functools
 import itertools
+import math
 import os
 import random
 import statistics
@@ -243,9 +244,14 @@ async def closed_loop(
 
 
 async def open_loop(
-    target: str, make: Callable[[int], pb.ClassifyRequest], rate: float, seconds: float
+    target: str,
+    make: Callable[[int], pb.ClassifyRequest],
+    rate: float,
+    seconds: float,
+    stop: asyncio.Event | None = None,
 ) -> Outcome:
-    """Calls started at ``rate`` per second whatever the answers (5 s deadlines, no retry)."""
+    """Calls started at ``rate`` per second whatever the answers (5 s deadlines, no retry), for
+    ``seconds`` or until ``stop`` is set."""
     out = Outcome(f"open loop {rate:.0f}/s")
     channels = _channels(target, 8)
     stubs = [emotion_pb2_grpc.EmotionServiceStub(ch) for ch in channels]
@@ -267,7 +273,7 @@ async def open_loop(
         out.sent_at.append(began - start)
 
     start, sent = time.perf_counter(), 0
-    while (elapsed := time.perf_counter() - start) < seconds:
+    while (elapsed := time.perf_counter() - start) < seconds and not (stop and stop.is_set()):
         for _ in range(int(elapsed * rate) - sent):
             task = asyncio.create_task(one(sent))
             tasks.add(task)
@@ -400,47 +406,14 @@ async def _mixed(
     target: str, c: Corpus, rate: float, bulk_texts: int, bulk_concurrency: int
 ) -> tuple[Outcome, Outcome]:
     stop = asyncio.Event()
-    make = _unary(c)
 
-    async def interactive() -> Outcome:
-        out = Outcome(f"interactive open loop {rate:.0f}/s")
-        channels = _channels(target, 4)
-        stubs = [emotion_pb2_grpc.EmotionServiceStub(ch) for ch in channels]
-        tasks: set[asyncio.Task] = set()
-
-        async def one(i: int) -> None:
-            began = time.perf_counter()
-            try:
-                reply = await stubs[i % len(stubs)].Classify(make(i), timeout=5)
-            except grpc.aio.AioRpcError as err:
-                if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                    out.refused += 1
-                else:
-                    out.errors[err.code().name] += 1
-                return
-            out.texts += 1
-            out.latencies_ms.append((time.perf_counter() - began) * 1e3)
-            out.served_ms.append(reply.server_latency_us / 1e3)
-
-        start, sent = time.perf_counter(), 0
-        while not stop.is_set():
-            for _ in range(int((time.perf_counter() - start) * rate) - sent):
-                task = asyncio.create_task(one(sent))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                sent += 1
-            await asyncio.sleep(0.002)
-        await asyncio.gather(*tasks)
-        out.seconds = time.perf_counter() - start
-        for ch in channels:
-            await ch.close()
-        return out
-
-    task = asyncio.create_task(interactive())
+    task = asyncio.create_task(open_loop(target, _unary(c), rate, math.inf, stop))
     await asyncio.sleep(1.0)  # the interactive load is running before the job starts
     bulk = await bulk_job(target, c, bulk_texts, bulk_concurrency)
     stop.set()
-    return await task, bulk
+    interactive = await task
+    interactive.name = f"interactive {interactive.name}"
+    return interactive, bulk
 
 
 async def bulk_job(target: str, c: Corpus, total: int, concurrency: int) -> Outcome:
