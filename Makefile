@@ -63,7 +63,8 @@ $(STAMP_DEV): $(STAMP_TRAIN) $(STAMP_PERF)
 
 proto: $(PROTO_OUT) ## generate the Python gRPC stubs (git-ignored) from proto/
 $(PROTO_OUT): $(PROTO_SRC) | $(STAMP)
-	$(PY) -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTO_SRC)
+	$(PY) -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. --pyi_out=. \
+	  --include_source_info --descriptor_set_out=emotionaware/v1/emotion.desc $(PROTO_SRC)
 
 train: $(STAMP_TRAIN) ## fine-tune MODEL from train/configs/$(MODEL).toml into models/$(MODEL) (CPU: 30-90 min; poems trains 5 folds)
 	$(VENV)/bin/emotionaware-train --model $(MODEL) --data-dir $(DATA_DIR) $(if $(OUT),--out $(OUT))
@@ -173,3 +174,14 @@ clean: ## remove generated files (venv kept)
 	rm -rf emotionaware/v1 build .pytest_cache .ruff_cache
 	find model_repository -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
 	rm -rf model_repository_gpu
+
+# emotionaware-client (clients/python): the typed Python client package. It needs a newer
+# protobuf than the service pins, so it is built and checked in venvs of its own.
+CLIENT_DIST := clients/python/dist
+.PHONY: client-wheel client-check
+client-wheel: ## build the emotionaware-client wheel (stubs generated at build time) into clients/python/dist
+	$(PYTHON) -m pip wheel -q --disable-pip-version-check --no-deps -w $(CLIENT_DIST) clients/python
+	@ls -l $(CLIENT_DIST)/emotionaware_client-*.whl
+
+client-check: $(STAMP_DEV) proto ## emotionaware-client: mypy --strict, unit tests, its wheel alone in a clean venv against real Triton
+	EMOTIONAWARE_CLIENT_DEV_VENV=$(abspath build/client-dev-venv) $(PY) -m pytest tests/client -s

@@ -27,7 +27,7 @@ import grpc
 from bench.run import machine
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1 import emotion_pb2_grpc
-from gateway.auth import token_hash
+from gateway.tokens import token_hash
 from gateway.backends.onnxruntime import EmbeddedBackend
 from gateway.server import GatewayServer
 from gateway.settings import DEFAULT_MODEL_REPOSITORY, Settings
@@ -70,7 +70,7 @@ def _pki(folder: Path) -> dict[str, Path]:
 
 
 def _settings(setup: Setup, repository: Path, folder: Path, pki: dict[str, Path]) -> Settings:
-    settings = Settings(listen="127.0.0.1:0", backend="embedded", model_repository=repository, metrics_port=0,
+    settings = Settings(listen="127.0.0.1:0", http_listen="", backend="embedded", model_repository=repository, metrics_port=0,
                         audit_log=setup.audit, queue_budget_ms=0)  # fmt: skip
     if setup.tokens:
         tokens = folder / "tokens.toml"

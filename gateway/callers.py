@@ -1,6 +1,6 @@
 """Who is calling: client policies (grants and quotas) and the record of one call.
 
-A client is an identity established by :mod:`gateway.auth` (a bearer token's client name,
+A client is an identity established by :mod:`gateway.access` (a bearer token's client name,
 or a client certificate's identity). What it may do comes from the ``[clients]`` section of
 the routing file (:func:`parse_policies`)::
 

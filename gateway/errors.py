@@ -1,4 +1,8 @@
-"""One error hierarchy for the gateway and the single table mapping it to gRPC status codes.
+"""One error hierarchy for the gateway and the single table mapping it to status codes.
+
+The codes are the canonical ones of the API (``google.rpc.Code``, which gRPC's status codes
+are), each with the HTTP status it answers as: the gRPC transport (gateway/grpc/) and the
+HTTP one (gateway/http/) both read this one table, and nothing here imports either.
 
 Messages of these errors are written for the client: they name the field, the limit and the
 value, and never carry request text or internal details. Anything that is not a
@@ -7,10 +11,9 @@ value, and never carry request text or internal details. Anything that is not a
 
 from __future__ import annotations
 
+import enum
 import logging
 import traceback
-
-import grpc
 
 log = logging.getLogger(__name__)
 
@@ -79,49 +82,59 @@ class InternalError(GatewayError):
 
 INTERNAL_MESSAGE = "internal error"
 
-STATUS_CODES: dict[type[GatewayError], grpc.StatusCode] = {
-    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    ModelNotFound: grpc.StatusCode.NOT_FOUND,
-    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    BackendUnavailable: grpc.StatusCode.UNAVAILABLE,
-    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
-    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-    InternalError: grpc.StatusCode.INTERNAL,
+
+class Code(enum.Enum):
+    """A canonical status code: its number (as in ``google.rpc.Code`` and gRPC) and HTTP status."""
+
+    OK = (0, 200)
+    CANCELLED = (1, 499)
+    UNKNOWN = (2, 500)
+    INVALID_ARGUMENT = (3, 400)
+    DEADLINE_EXCEEDED = (4, 504)
+    NOT_FOUND = (5, 404)
+    PERMISSION_DENIED = (7, 403)
+    RESOURCE_EXHAUSTED = (8, 429)
+    UNIMPLEMENTED = (12, 501)
+    INTERNAL = (13, 500)
+    UNAVAILABLE = (14, 503)
+    UNAUTHENTICATED = (16, 401)
+
+    @property
+    def number(self) -> int:
+        return self.value[0]
+
+    @property
+    def http(self) -> int:
+        return self.value[1]
+
+
+# The one table: every transport answers a GatewayError with this code.
+STATUS_CODES: dict[type[GatewayError], Code] = {
+    InvalidArgument: Code.INVALID_ARGUMENT,
+    ModelNotFound: Code.NOT_FOUND,
+    Overloaded: Code.RESOURCE_EXHAUSTED,
+    BackendUnavailable: Code.UNAVAILABLE,
+    DeadlineExceeded: Code.DEADLINE_EXCEEDED,
+    Unauthenticated: Code.UNAUTHENTICATED,
+    PermissionDenied: Code.PERMISSION_DENIED,
+    InternalError: Code.INTERNAL,
 }
 
 
-def trailers(exc: BaseException) -> tuple[tuple[str, str], ...]:
-    """Trailing metadata that goes with an error (the retry hint of RESOURCE_EXHAUSTED)."""
-    if isinstance(exc, Overloaded):
-        return (("retry-after-ms", str(exc.retry_after_ms)),)
-    return ()
+def retry_after_ms(exc: BaseException) -> int | None:
+    """The back-off a refusal suggests (RESOURCE_EXHAUSTED), else None."""
+    return exc.retry_after_ms if isinstance(exc, Overloaded) else None
 
 
-def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+def to_status(exc: BaseException) -> tuple[Code, str]:
     """Status code and client-safe message for any exception."""
     for cls in type(exc).__mro__:
         if cls in STATUS_CODES:
             return STATUS_CODES[cls], exc.message  # type: ignore[attr-defined]
-    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+    return Code.INTERNAL, INTERNAL_MESSAGE
 
 
 def log_unhandled(method: str, exc: BaseException) -> None:
     """Log an unexpected exception: its type and stack, never its message (it could quote text)."""
     stack = "".join(traceback.format_tb(exc.__traceback__))
     log.error("unhandled %s in %s:\n%s", type(exc).__name__, method, stack)
-
-
-def set_status(context: grpc.aio.ServicerContext, exc: BaseException) -> grpc.StatusCode:
-    """Give a unary call the status of ``exc`` (code, message, retry trailer); returns the code.
-
-    Without abort(): abort raises through gRPC's handler machinery, which costs more than the
-    refusal itself when an overloaded gateway sheds load. A non-OK code makes gRPC discard the
-    (absent) response.
-    """
-    code, message = to_status(exc)
-    if extra := trailers(exc):
-        context.set_trailing_metadata(extra)
-    context.set_code(code)
-    context.set_details(message)
-    return code

@@ -184,22 +184,13 @@ def build_table(settings: Settings, config: Mapping | None) -> RouteTable:
 
 
 class Router:
-    """The current route table, reloaded from the routing file when it changes."""
+    """The current route table, reloaded from the routing file when it changes (the process's
+    :class:`gateway.reloading.Reloader` calls :meth:`reload`)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.path = Path(settings.routing_file) if settings.routing_file else None
-        self._stamp = self._file_stamp()
         self.table = build_table(settings, self._read())
-
-    def _file_stamp(self) -> tuple[int, int] | None:
-        if self.path is None:
-            return None
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:
-            return None
-        return stat.st_mtime_ns, stat.st_size
 
     def _read(self) -> Mapping | None:
         if self.path is None:
@@ -209,12 +200,10 @@ class Router:
     def resolve(self, name: str, version: str = "") -> Resolved:
         return self.table.resolve(name, version)
 
-    async def reload_if_changed(self) -> bool:
-        """Reload when the file changed; True when a new table is in place."""
-        stamp = self._file_stamp()
-        if stamp is None or stamp == self._stamp:
+    async def reload(self) -> bool:
+        """Read the file again; True when a new table is in place (a bad file keeps the old one)."""
+        if self.path is None or not self.path.exists():
             return False
-        self._stamp = stamp
         try:
             # Loading tokenizers reads files: keep it off the event loop.
             table = await asyncio.to_thread(lambda: build_table(self.settings, self._read()))
@@ -226,11 +215,3 @@ class Router:
         ROUTING_RELOADS.labels("ok").inc()
         log.info("routing reloaded: models %s, aliases %s", ",".join(table.routes), ",".join(table.aliases))
         return True
-
-    async def watch(self) -> None:
-        """Poll the routing file (runs until cancelled)."""
-        if self.path is None:
-            return
-        while True:
-            await asyncio.sleep(self.settings.routing_poll_s)
-            await self.reload_if_changed()

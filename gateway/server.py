@@ -1,4 +1,5 @@
-"""Gateway process: gRPC server with health, reflection, metrics and graceful shutdown."""
+"""The gateway process: the core (pipeline, routing, access) and its two transports, gRPC and
+HTTP/JSON, on one event loop; metrics, readiness, file reloads and graceful shutdown."""
 
 from __future__ import annotations
 
@@ -11,28 +12,25 @@ import sys
 from collections.abc import Sequence
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from emotionaware.v1 import emotion_pb2
-from gateway.api import EmotionServicer
-from gateway.auth import CallerInterceptor, CertificateReloader
+from gateway.access import Gatekeeper
 from gateway.backends.base import Backend
 from gateway.backends.triton import TritonBackend
-from gateway.decoding import add_service
+from gateway.grpc.server import GrpcTransport
+from gateway.http.app import HttpTransport
 from gateway.pipeline import Pipeline
+from gateway.protocol.service import EmotionApi
+from gateway.reloading import Reloader
 from gateway.routing import Router
 from gateway.settings import Settings, load_settings
 
 log = logging.getLogger("gateway")
-SERVICE_NAME = emotion_pb2.DESCRIPTOR.services_by_name["EmotionService"].full_name
-HEALTH_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
 class GatewayServer:
-    """The gRPC server and its readiness watcher; ``start()`` returns the bound port."""
+    """The core and its transports; ``start()`` returns the bound gRPC port (``http_port`` has
+    the HTTP one)."""
 
     def __init__(
         self,
@@ -40,77 +38,64 @@ class GatewayServer:
         backend: Backend | None = None,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
-        """``interceptors`` run around every call of the public port, after authentication."""
+        """``interceptors`` run around every gRPC call of the public port, after authentication."""
         self.settings = settings
         self.backend = backend or make_backend(settings)
+        self.reloader = Reloader()
         self.router = Router(settings)
-        self.callers = CallerInterceptor(settings, lambda: self.router.table.clients)
-        self.interceptors = (self.callers, *interceptors)
-        self.certificates = CertificateReloader(settings) if settings.tls_cert_file else None
+        self.reloader.add("routing", [settings.routing_file], self.router.reload, settings.routing_poll_s)
+        self.gatekeeper = Gatekeeper(settings, lambda: self.router.table.clients)
+        if (tokens := self.gatekeeper.authenticator.tokens) is not None:
+            self.reloader.add(
+                "tokens", [settings.auth_tokens_file], tokens.reload, settings.credentials_poll_s
+            )
         self.pipeline = Pipeline(settings, self.router, self.backend)
-        self.health = HealthServicer()
-        self._server: grpc.aio.Server | None = None
-        self._health_server: grpc.aio.Server | None = None
-        self.health_port: int | None = None
+        self.api = EmotionApi(self.pipeline, settings)
+        self.grpc = GrpcTransport(settings, self.api, self.gatekeeper, self.reloader, interceptors)
+        self.http = (
+            HttpTransport(settings, self.api, self.gatekeeper, self.reloader, lambda: bool(self._serving))
+            if settings.http_listen
+            else None
+        )
+        self.http_port: int | None = None
         self._tasks: list[asyncio.Task] = []
         self._serving: bool | None = None
 
+    @property
+    def interceptors(self) -> tuple[grpc.aio.ServerInterceptor, ...]:
+        return self.grpc.interceptors
+
+    @interceptors.setter
+    def interceptors(self, value: tuple[grpc.aio.ServerInterceptor, ...]) -> None:
+        self.grpc.interceptors = value
+
+    @property
+    def health_port(self) -> int | None:
+        return self.grpc.health_port
+
+    @property
+    def certificates(self):
+        return self.grpc.certificates
+
     async def start(self) -> int:
-        server = grpc.aio.server(
-            interceptors=self.interceptors,
-            maximum_concurrent_rpcs=self.settings.max_concurrent_rpcs,
-            options=[
-                ("grpc.max_send_message_length", self.settings.max_message_bytes),
-                ("grpc.max_receive_message_length", self.settings.max_message_bytes),
-            ],
-        )
-        # Not the generated add_*_to_server: its deserializers raise on undecodable bytes.
-        add_service(
-            emotion_pb2.DESCRIPTOR.services_by_name["EmotionService"],
-            emotion_pb2,
-            EmotionServicer(self.pipeline, self.settings),
-            server,
-        )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        _enable_reflection(server, (SERVICE_NAME, HEALTH_NAME))
-        port = self._bind(server, self.settings.listen, tls=bool(self.settings.tls_cert_file))
-        await self._set_serving(False)
-        await server.start()
-        self._server = server
-        if self.settings.health_listen:
-            self._health_server = grpc.aio.server()
-            health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
-            # Reflection too: it describes the API, serves no data, and lets grpcurl find health.
-            _enable_reflection(self._health_server, (HEALTH_NAME,))
-            self.health_port = self._bind(self._health_server, self.settings.health_listen, tls=False)
-            await self._health_server.start()
-        self._tasks = [asyncio.create_task(self._watch_readiness()), asyncio.create_task(self.router.watch())]
+        await self.grpc.set_serving(False)
+        port = await self.grpc.start()
+        if self.http is not None:
+            self.http_port = await self.http.start()
+        self._tasks = [asyncio.create_task(self._watch_readiness()), asyncio.create_task(self.reloader.run())]
         log.info(
-            "gateway listening on port %d, models %s, backend %s",
+            "gateway listening: gRPC port %d, HTTP %s, models %s, backend %s",
             port,
+            f"port {self.http_port}" if self.http_port else "off",
             ",".join(self.router.table.routes),
             self.settings.triton_url if self.settings.backend == "triton" else "embedded",
         )
         return port
 
-    def _bind(self, server: grpc.aio.Server, address: str, tls: bool) -> int:
-        if tls:
-            assert self.certificates is not None
-            port = server.add_secure_port(address, self.certificates.credentials())
-        else:
-            port = server.add_insecure_port(address)
-        if port == 0:
-            raise RuntimeError(f"could not bind {address}")
-        return port
-
     async def _set_serving(self, serving: bool) -> None:
         if serving == self._serving:
             return
-        status = (
-            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, status)
+        await self.grpc.set_serving(serving)
         if self._serving is not None or serving:
             log.info("health: %s", "SERVING" if serving else "NOT_SERVING")
         self._serving = serving
@@ -130,17 +115,13 @@ class GatewayServer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.health.enter_graceful_shutdown()
-        if self._server is not None:
-            await self._server.stop(self.settings.shutdown_grace_s)
-        if self._health_server is not None:
-            await self._health_server.stop(0)
+        self._serving = False
+        stops = [self.grpc.stop(self.settings.shutdown_grace_s)]
+        if self.http is not None:
+            stops.append(self.http.stop())
+        await asyncio.gather(*stops)
         await self.pipeline.close()
         await self.backend.close()
-
-
-def _enable_reflection(server: grpc.aio.Server, services: tuple[str, ...]) -> None:
-    reflection.enable_server_reflection((*services, reflection.SERVICE_NAME), server)
 
 
 def make_backend(settings: Settings) -> Backend:

@@ -30,13 +30,17 @@ class Settings:
     """Gateway configuration (see ``emotionaware-gateway --help`` for each field)."""
 
     listen: str = setting("127.0.0.1:50051", "host:port the gRPC server binds (0.0.0.0:50051 in containers)")
+    http_listen: str = setting(
+        "127.0.0.1:8080",
+        "host:port of the HTTP/JSON API, its OpenAPI document and the playground (empty: no HTTP port)",
+    )
     tls_cert_file: str = setting("", "PEM certificate chain for TLS on the listen port (with --tls-key-file)")
     tls_key_file: str = setting("", "PEM private key for TLS on the listen port")
     tls_client_ca_file: str = setting(
         "", "PEM CA bundle: require client certificates it signed (mTLS; needs TLS)"
     )
     auth_tokens_file: str = setting(
-        "", "TOML file of hashed bearer tokens naming clients (hot-reloaded); see gateway/auth.py"
+        "", "TOML file of hashed bearer tokens naming clients (hot-reloaded); see gateway/tokens.py"
     )
     allow_unauthenticated: bool = setting(
         False, "serve a non-loopback address without tokens or mTLS (every caller is 'anonymous')"
@@ -141,13 +145,16 @@ class Settings:
             raise ValueError("tls_cert_file and tls_key_file must be given together")
         if self.tls_client_ca_file and not self.tls_cert_file:
             raise ValueError("tls_client_ca_file (mTLS) needs TLS: give tls_cert_file and tls_key_file too")
-        if not (self.auth_tokens_file or self.tls_client_ca_file or self.allow_unauthenticated) and not (
-            is_local_address(self.listen)
-        ):
-            raise ValueError(
-                f"refusing to serve {self.listen} without authentication: set auth_tokens_file "
-                "(bearer tokens) or tls_client_ca_file (mTLS), or allow_unauthenticated=true"
-            )
+        for address in (self.listen, self.http_listen):
+            if not address or self.auth_tokens_file or self.tls_client_ca_file or self.allow_unauthenticated:
+                continue
+            if not is_local_address(address):
+                raise ValueError(
+                    f"refusing to serve {address} without authentication: set auth_tokens_file "
+                    "(bearer tokens) or tls_client_ca_file (mTLS), or allow_unauthenticated=true"
+                )
+        if self.http_listen and not self.http_listen.rpartition(":")[2].isdigit():
+            raise ValueError(f"http_listen must be host:port, not {self.http_listen!r}")
         if self.credentials_poll_s <= 0:
             raise ValueError(f"credentials_poll_s must be positive, got {self.credentials_poll_s}")
         if self.models and self.default_model not in self.models:

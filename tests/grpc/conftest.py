@@ -46,6 +46,7 @@ def routing_file(tmp_path_factory) -> Path:
 def grpc_settings(exported_repo, routing_file) -> Settings:
     return Settings(
         listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
         backend="embedded",
         model_repository=exported_repo,
         routing_file=str(routing_file),

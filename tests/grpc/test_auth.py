@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY, generate_latest
 
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1 import emotion_pb2_grpc
-from gateway.auth import token_hash
+from gateway.tokens import token_hash
 from gateway.backends.onnxruntime import EmbeddedBackend
 from gateway.server import GatewayServer
 from tests.grpc.test_cli import cli
@@ -159,6 +159,7 @@ async def token_gateway(grpc_settings, exported_repo, auth_files):
     settings = replace(
         grpc_settings,
         listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
         health_listen="127.0.0.1:0",
         routing_file=str(routing),
         auth_tokens_file=str(tokens),
@@ -451,6 +452,7 @@ async def mtls_gateway(grpc_settings, exported_repo, pki, tmp_path_factory):
     settings = replace(
         grpc_settings,
         listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
         health_listen="127.0.0.1:0",
         tls_cert_file=str(pki["server"][0]),
         tls_key_file=str(pki["server"][1]),

@@ -341,7 +341,7 @@ async def test_undecodable_requests_are_invalid_argument_naming_the_field(channe
 
 
 async def test_undecodable_requests_are_logged_at_most_once_per_interval(channel, caplog):
-    from gateway.decoding import UNDECODABLE_LOG
+    from gateway.grpc.decoding import UNDECODABLE_LOG
 
     UNDECODABLE_LOG._last = float("-inf")
     for _ in range(50):

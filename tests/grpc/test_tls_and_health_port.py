@@ -49,6 +49,7 @@ async def test_tls_port_serves_classify_and_plaintext_port_serves_health(
     settings = replace(
         grpc_settings,
         listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
         health_listen="127.0.0.1:0",
         tls_cert_file=str(cert),
         tls_key_file=str(key),

@@ -43,6 +43,7 @@ def triton(exported_repo, tmp_path_factory):
 async def gateway_target(triton, exported_repo):
     settings = Settings(
         listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
         triton_url=triton.grpc_url,
         model_repository=exported_repo,
         metrics_port=0,

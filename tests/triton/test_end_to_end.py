@@ -85,6 +85,7 @@ async def test_without_triton_the_gateway_is_not_serving_and_answers_unavailable
 
     settings = Settings(
         listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
         triton_url=f"127.0.0.1:{free_port()}",
         model_repository=exported_repo,
         metrics_port=0,

@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.auth import token_hash
+from gateway.tokens import token_hash
 from launcher.tritonserver import TritonPorts, free_port
 
 

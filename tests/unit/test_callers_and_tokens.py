@@ -5,7 +5,9 @@ import math
 
 import pytest
 
-from gateway.auth import TokenFile, certificate_identity, parse_tokens, token_hash
+from gateway.access import certificate_identity
+from gateway.grpc.interceptor import grpc_certificate_identity
+from gateway.tokens import TokenFile, parse_tokens, token_hash
 from gateway.callers import Call, ClientPolicy, Quotas, TokenBucket, parse_policies, policy_for
 from gateway.errors import Overloaded, PermissionDenied, Unauthenticated
 
@@ -96,13 +98,18 @@ def test_tokens_file_entries_expire_and_reject_bad_entries(tmp_path):
 
 
 def test_certificate_identity_prefers_spiffe_then_common_name_then_san():
+    assert certificate_identity("spiffe://c/ns/a", "a", ("b",)) == "spiffe://c/ns/a"
+    assert certificate_identity(None, "a", ("b",)) == "a"
+    assert certificate_identity(None, None, ("b", "c")) == "b"
+    assert certificate_identity(None, None) is None
+    # gRPC's auth context, as the interceptor reads it
     assert (
-        certificate_identity({"peer_spiffe_id": [b"spiffe://c/ns/a"], "x509_common_name": [b"a"]})
+        grpc_certificate_identity({"peer_spiffe_id": [b"spiffe://c/ns/a"], "x509_common_name": [b"a"]})
         == "spiffe://c/ns/a"
     )
-    assert certificate_identity({"x509_common_name": [b"a"], "x509_subject_alternative_name": [b"b"]}) == "a"
-    assert certificate_identity({"x509_subject_alternative_name": [b"b", b"c"]}) == "b"
-    assert certificate_identity({"transport_security_type": [b"ssl"]}) is None
+    assert grpc_certificate_identity({"x509_common_name": [b"a"], "x509_subject_alternative_name": [b"b"]}) == "a"
+    assert grpc_certificate_identity({"x509_subject_alternative_name": [b"b", b"c"]}) == "b"
+    assert grpc_certificate_identity({"transport_security_type": [b"ssl"]}) is None
 
 
 def test_the_quota_table_is_bounded_and_forgets_idle_clients_first():
@@ -115,20 +122,26 @@ def test_the_quota_table_is_bounded_and_forgets_idle_clients_first():
     assert quotas.state("busy", ClientPolicy(max_concurrent_calls=1)) is busy  # never dropped while open
 
 
-def test_certificate_files_reload_on_change_and_a_missing_file_keeps_the_previous(tmp_path):
+async def test_certificate_files_reload_on_change_and_a_missing_file_keeps_the_previous(tmp_path):
     import subprocess
 
-    from gateway.auth import CertificateReloader
+    from gateway.grpc.credentials import CertificateReloader
+    from gateway.reloading import Reloader
     from gateway.settings import Settings
 
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)  # fmt: skip
-    reloader = CertificateReloader(Settings(tls_cert_file=str(cert), tls_key_file=str(key)))
+    files = Reloader()
+    reloader = CertificateReloader(Settings(tls_cert_file=str(cert), tls_key_file=str(key)), files)
     reloader.credentials()
+    assert await files.check(now=1.0) == []
     assert reloader._fetch() is None  # unchanged: gRPC keeps the configuration it has
     cert.write_bytes(cert.read_bytes())  # rewritten (a rotated Secret gets a new inode)
     cert.touch()
+    assert await files.check(now=10.0) == ["TLS certificate (gRPC)"]
     assert reloader._fetch() is not None and reloader.reloads == 1
+    assert reloader._fetch() is None  # handed to gRPC once
     key.unlink()  # half of a rotation seen: the previous configuration stays
+    await files.check(now=20.0)
     assert reloader._fetch() is None and reloader.reloads == 1

@@ -1,5 +1,5 @@
 from emotionaware.context import Turn, format_context
-from gateway.streams import ConversationStore
+from gateway.conversations import ConversationStore
 
 
 def test_context_is_newest_first_and_tagged_relative_to_the_speaker():

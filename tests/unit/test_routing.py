@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ModelNotFound
+from gateway.reloading import Reloader
 from gateway.routing import Router, build_table
 from gateway.settings import Settings
 
@@ -102,10 +103,13 @@ async def test_reload_swaps_the_table_and_keeps_it_when_the_new_file_is_bad(repo
     path = tmp_path / "routing.toml"
     path.write_text("[models.alpha]\n[aliases]\ndefault = 'alpha'\n")
     router = Router(Settings(model_repository=repository, routing_file=str(path)))
+    reloader = Reloader()
+    reloader.add("routing", [str(path)], router.reload, every_s=0.0)
     assert router.resolve("").spec.name == "alpha"
     path.write_text("[models.alpha]\n[models.beta]\n[aliases]\ndefault = 'beta'\n")
-    assert await router.reload_if_changed()
+    assert await reloader.check() == ["routing"]
     assert router.resolve("").spec.name == "beta"
+    assert await reloader.check() == []  # unchanged: not read again
     path.write_text("[models.alpha]\n[aliases]\ndefault = 'nobody'\n")
-    assert not await router.reload_if_changed()
+    await reloader.check()
     assert router.resolve("").spec.name == "beta"

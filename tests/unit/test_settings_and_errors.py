@@ -3,6 +3,7 @@ import pytest
 
 from gateway.errors import (
     INTERNAL_MESSAGE,
+    Code,
     STATUS_CODES,
     BackendUnavailable,
     DeadlineExceeded,
@@ -13,6 +14,7 @@ from gateway.errors import (
     Overloaded,
     to_status,
 )
+from gateway.grpc.status import GRPC_CODES, grpc_status
 from gateway.settings import Settings, load_settings
 
 
@@ -58,7 +60,18 @@ def test_invalid_settings_exit_with_a_message(argv, env, capsys):
     ],
 )
 def test_every_error_maps_to_its_status(error, code):
-    assert to_status(error) == (code, error.message)
+    assert grpc_status(error) == (code, error.message)
+    assert to_status(error)[0].number == code.value[0]
+
+
+def test_codes_are_grpc_codes_with_their_http_status():
+    assert {c.name for c in Code} <= {c.name for c in grpc.StatusCode}
+    assert all(GRPC_CODES[c].value[0] == c.number for c in Code)
+    http = {c.name: c.http for c in Code}
+    assert http["INVALID_ARGUMENT"] == 400 and http["UNAUTHENTICATED"] == 401
+    assert http["PERMISSION_DENIED"] == 403 and http["NOT_FOUND"] == 404
+    assert http["RESOURCE_EXHAUSTED"] == 429 and http["UNAVAILABLE"] == 503
+    assert http["DEADLINE_EXCEEDED"] == 504 and http["INTERNAL"] == 500
 
 
 def test_mapping_table_covers_every_error_class():
@@ -66,7 +79,7 @@ def test_mapping_table_covers_every_error_class():
 
 
 def test_unknown_exceptions_become_internal_without_details():
-    assert to_status(KeyError("secret detail")) == (grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+    assert to_status(KeyError("secret detail")) == (Code.INTERNAL, INTERNAL_MESSAGE)
 
 
 def test_invalid_argument_names_the_field():

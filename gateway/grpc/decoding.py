@@ -13,22 +13,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import grpc
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 
+from gateway.protocol.convert import Undecodable
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Undecodable:
-    """A request that protobuf could not decode, and the first field found at fault."""
-
-    message_type: str
-    field: str
-    problem: str
 
 
 class _Truncated(Exception):

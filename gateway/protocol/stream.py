@@ -1,20 +1,18 @@
-"""ClassifyStream: the stream session, and its conversation memory (bounded turns and conversations)."""
+"""ClassifyStream sessions on the API's messages, for every transport (gRPC's bidirectional
+stream, HTTP's WebSocket)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
-
-import grpc
+from collections.abc import AsyncIterator, Callable
 
 from emotionaware.context import Turn
 from emotionaware.v1 import emotion_pb2 as pb
-from gateway.convert import error_proto, options_from, to_proto
-from gateway.decoding import Undecodable
+from gateway.conversations import ConversationStore
 from gateway.errors import (
+    Code,
     DeadlineExceeded,
     GatewayError,
     InternalError,
@@ -22,51 +20,11 @@ from gateway.errors import (
     log_unhandled,
     to_status,
 )
-from gateway.metrics import ITEM_ERRORS, LATENCY, REQUESTS, STREAM_CONVERSATIONS
+from gateway.metrics import ITEM_ERRORS, LATENCY, REQUESTS
 from gateway.pipeline import Pipeline
+from gateway.protocol.convert import Undecodable, error_proto, options_from, to_proto
 from gateway.settings import Settings
 from gateway.types import ClassifyInput, LongTextMode
-
-
-class ConversationStore:
-    """The most recent turns of each conversation of one stream.
-
-    Holds at most ``max_turns`` turns per conversation and ``max_conversations`` conversations;
-    when full, the conversation used least recently is forgotten (its next message starts
-    without context). The store lives and dies with its stream.
-    """
-
-    def __init__(self, max_turns: int, max_conversations: int) -> None:
-        self._max_turns = max_turns
-        self._max_conversations = max_conversations
-        self._turns: OrderedDict[str, deque[Turn]] = OrderedDict()
-
-    def history(self, conversation_id: str) -> tuple[Turn, ...]:
-        """Earlier turns of a conversation, oldest first (empty for a new one)."""
-        turns = self._turns.get(conversation_id)
-        if turns is None:
-            return ()
-        self._turns.move_to_end(conversation_id)
-        return tuple(turns)
-
-    def append(self, conversation_id: str, turn: Turn) -> None:
-        turns = self._turns.get(conversation_id)
-        if turns is None:
-            if len(self._turns) >= self._max_conversations:
-                self._turns.popitem(last=False)
-                STREAM_CONVERSATIONS.dec()
-            turns = self._turns[conversation_id] = deque(maxlen=self._max_turns)
-            STREAM_CONVERSATIONS.inc()
-        self._turns.move_to_end(conversation_id)
-        turns.append(turn)
-
-    def clear(self) -> None:
-        STREAM_CONVERSATIONS.dec(len(self._turns))
-        self._turns.clear()
-
-    def __len__(self) -> int:
-        return len(self._turns)
-
 
 MAX_CONVERSATION_ID_CHARS = 128
 
@@ -81,10 +39,13 @@ class StreamSession:
     ``timeout_ms`` bound each message (:meth:`deadline`).
     """
 
-    def __init__(self, pipeline: Pipeline, settings: Settings, context: grpc.aio.ServicerContext) -> None:
+    def __init__(
+        self, pipeline: Pipeline, settings: Settings, remaining_s: Callable[[], float | None]
+    ) -> None:
+        """``remaining_s`` gives the stream's own time left (None: it has no deadline)."""
         self.pipeline = pipeline
         self.settings = settings
-        self.context = context
+        self.remaining_s = remaining_s
         self.store = ConversationStore(
             self.settings.stream_history_turns, self.settings.stream_max_conversations
         )
@@ -96,7 +57,7 @@ class StreamSession:
     def deadline(self, arrived: float, timeout_ms: int) -> float:
         """The documented rule (proto ClassifyStreamRequest.timeout_ms), as a monotonic time."""
         limits = [arrived + timeout_ms / 1000] if timeout_ms else []
-        if (stream_remaining := self.context.time_remaining()) is not None:
+        if (stream_remaining := self.remaining_s()) is not None:
             limits.append(time.monotonic() + stream_remaining)
         return min(limits) if limits else arrived + self.settings.default_timeout_s
 
@@ -170,8 +131,12 @@ class StreamSession:
     async def run(
         self, request_iterator: AsyncIterator[pb.ClassifyStreamRequest]
     ) -> AsyncIterator[pb.ClassifyStreamResponse]:
-        """The responses, in arrival order of their messages, until the client half-closes."""
-        code = grpc.StatusCode.OK
+        """The responses, in arrival order of their messages, until the client half-closes.
+
+        A failure of the session itself (not of one message) raises :class:`InternalError`
+        after the responses so far; the transport ends the stream with it.
+        """
+        code = Code.OK
         opened = time.perf_counter()
         reader = asyncio.create_task(self.read(request_iterator))
         try:
@@ -180,12 +145,12 @@ class StreamSession:
                     raise item
                 yield await item
         except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
+            code = Code.CANCELLED
             raise
         except Exception as exc:
-            code = grpc.StatusCode.INTERNAL
+            code = Code.INTERNAL
             log_unhandled("ClassifyStream", exc)
-            await self.context.abort(*to_status(InternalError()))
+            raise InternalError() from None
         finally:
             await self._close(reader)
             REQUESTS.labels("ClassifyStream", code.name).inc()

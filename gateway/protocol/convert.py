@@ -1,19 +1,31 @@
 """Protobuf <-> the gateway's typed domain objects, both ways, for every RPC.
 
 No logic lives here beyond the mapping: validation is the pipeline's, errors are
-``gateway.errors``'. The servicer (gateway/api.py) and the stream sessions
-(gateway/streams.py) both convert through these functions.
+``gateway.errors``'. The API's methods (gateway/protocol/service.py) and the stream sessions
+(gateway/protocol/stream.py) convert through these functions, for every transport.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from emotionaware.artifact import ProblemType
 from emotionaware.v1 import emotion_pb2 as pb
 from gateway.errors import GatewayError, InvalidArgument, to_status
 from gateway.routing import RouteTable
 from gateway.types import ClassifyOptions, ClassifyResult, LongTextMode, Scored, TrafficClass, View
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """A request that could not be decoded, and the first field found at fault (the transport
+    hands it on like a request; :meth:`EmotionApi.call` answers INVALID_ARGUMENT)."""
+
+    message_type: str
+    field: str
+    problem: str
+
 
 SCORE_TYPES = {
     ProblemType.MULTI_LABEL: pb.SCORE_TYPE_SIGMOID,
@@ -111,7 +123,7 @@ def to_proto(result: ClassifyResult, started: float) -> pb.ClassifyResponse:
 
 def error_proto(exc: GatewayError) -> pb.Error:
     code, message = to_status(exc)
-    return pb.Error(code=code.value[0], message=message)
+    return pb.Error(code=code.number, message=message)
 
 
 def model_info(table: RouteTable, name: str, settings) -> pb.ModelInfo:
