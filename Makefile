@@ -65,6 +65,7 @@ proto: $(PROTO_OUT) ## generate the Python gRPC stubs (git-ignored) from proto/
 $(PROTO_OUT): $(PROTO_SRC) | $(STAMP)
 	$(PY) -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. --pyi_out=. \
 	  --include_source_info --descriptor_set_out=emotionaware/v1/emotion.desc $(PROTO_SRC)
+	touch emotionaware/v1/__init__.py  # a regular package: the import contracts can name it
 
 train: $(STAMP_TRAIN) ## fine-tune MODEL from train/configs/$(MODEL).toml into models/$(MODEL) (CPU: 30-90 min; poems trains 5 folds)
 	$(VENV)/bin/emotionaware-train --model $(MODEL) --data-dir $(DATA_DIR) $(if $(OUT),--out $(OUT))

@@ -103,7 +103,10 @@ def clean_venv(client_wheel, tmp_path_factory) -> CleanVenv:
     started = time.perf_counter()
     pip(python, "install", "--no-cache-dir", str(client_wheel.path))
     install_s = time.perf_counter() - started
-    frozen = pip(python, "list", "--format=freeze").stdout.split()
+    frozen = subprocess.run(
+        [str(python), "-m", "pip", "--disable-pip-version-check", "list", "--format=freeze"],
+        check=True, capture_output=True, text=True, timeout=120,
+    ).stdout.split()  # fmt: skip
     packages = dict(line.split("==", 1) for line in frozen if "==" in line)
     return CleanVenv(python, install_s, packages)
 

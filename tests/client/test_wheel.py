@@ -35,6 +35,7 @@ async def test_wheel_in_clean_venv_against_real_server(client_wheel, clean_venv,
         f"\n  clean venv holds: {', '.join(f'{k}=={v}' for k, v in sorted(clean_venv.packages.items()))}"
         f"\n  real server: {json.dumps(report)}"
     )
+    assert {"emotionaware-client", "grpcio", "protobuf"} <= set(clean_venv.packages)
     assert set(clean_venv.packages) - {"pip", "setuptools"} <= {
         "emotionaware-client", "emotionaware_client", "grpcio", "protobuf", "typing_extensions", "typing-extensions"
     }  # fmt: skip

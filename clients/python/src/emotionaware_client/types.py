@@ -1,0 +1,251 @@
+"""Typed results and options of the EmotionAware API (frozen dataclasses and enums; no protobuf)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+import grpc
+
+from emotionaware_client.errors import EmotionAwareError, error_for
+
+__all__ = [
+    "Aggregation",
+    "Alias",
+    "AliasTarget",
+    "BatchItem",
+    "ChunkResult",
+    "ClassifyResult",
+    "ItemError",
+    "LabelInfo",
+    "LabelScore",
+    "LongTextMode",
+    "ModelInfo",
+    "Models",
+    "ScoreType",
+    "TrafficClass",
+    "Turn",
+    "View",
+]
+
+
+class View(str, enum.Enum):
+    """Label set of a response (see ``ModelInfo.views`` for those a model offers)."""
+
+    NATIVE = "native"
+    """The model's own labels."""
+    GOEMOTIONS = "goemotions"
+    """The 28 GoEmotions labels."""
+    EKMAN = "ekman"
+    """Ekman's six basic emotions and neutral."""
+    SENTIMENT = "sentiment"
+    """ambiguous, negative, neutral, positive."""
+
+
+class LongTextMode(str, enum.Enum):
+    """What happens to a text longer than the model's token limit."""
+
+    DEFAULT = "default"
+    """The model's default (``ModelInfo.default_long_text_mode``)."""
+    TRUNCATE = "truncate"
+    """Classify the first ``max_tokens`` tokens only."""
+    CHUNK = "chunk"
+    """Classify overlapping windows and aggregate (``ClassifyResult.chunks``)."""
+
+
+class TrafficClass(str, enum.Enum):
+    """How the server admits a call when busy."""
+
+    DEFAULT = "default"
+    """The method's class: Classify and streams interactive, ClassifyBatch bulk."""
+    INTERACTIVE = "interactive"
+    """Answered within the queue-time budget, before bulk work, or refused."""
+    BULK = "bulk"
+    """Throughput work, served in the gaps between interactive work."""
+
+
+ScoreType = Literal["sigmoid", "softmax", "unspecified"]
+"""How scores were computed: independent sigmoids (multi-label) or a softmax (single-label)."""
+
+Aggregation = Literal["none", "max", "mean"]
+"""How the scores of several chunks were combined (``"none"``: one chunk)."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """An earlier message of a conversation, used as context of :meth:`EmotionClient.classify`."""
+
+    speaker: str
+    """Who said it (any non-empty string, at most 128 characters)."""
+    text: str
+    """What was said."""
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    """One label's score and decision."""
+
+    label: str
+    """Label name, e.g. ``"gratitude"``."""
+    score: float
+    """Score in [0, 1] (see :attr:`ClassifyResult.score_type`)."""
+    threshold: float
+    """Decision threshold applied (0 for single-label models)."""
+    predicted: bool
+    """Whether the label is in the predicted set."""
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """Classification of one window of a long text (:attr:`LongTextMode.CHUNK`)."""
+
+    index: int
+    """Position of the window, 0-based."""
+    first_token: int
+    """Offset of the window's first token in the text."""
+    token_count: int
+    """Tokens of the text in this window."""
+    scores: tuple[LabelScore, ...]
+    """The window's label scores."""
+    predicted: tuple[str, ...]
+    """Labels predicted for the window."""
+
+
+@dataclass(frozen=True)
+class ClassifyResult:
+    """The emotions of one text."""
+
+    scores: list[LabelScore]
+    """Label scores, highest first (predicted labels, ``top_k`` best, or all)."""
+    predicted: list[str]
+    """Names of the predicted labels, highest score first."""
+    score_type: ScoreType
+    """``"sigmoid"`` (multi-label) or ``"softmax"`` (single-label)."""
+    token_count: int
+    """Tokens of the text, special tokens included (a lower bound if ``token_count_is_lower_bound``)."""
+    truncated: bool
+    """Whether part of the text was not classified."""
+    max_tokens: int
+    """The model's token limit per sequence."""
+    model: str
+    """Name of the model that answered (the real name, also through an alias)."""
+    model_version: str
+    """Version of the model that answered."""
+    view: View = View.NATIVE
+    """Label set of ``scores`` and ``predicted``."""
+    chunk_count: int = 1
+    """Windows classified (1 unless chunked)."""
+    chunks: tuple[ChunkResult, ...] = ()
+    """Per-window results when the text was chunked into more than one window."""
+    aggregation: Aggregation = "none"
+    """How chunk scores were combined."""
+    context_turns: int = 0
+    """Earlier turns the model read as context."""
+    token_count_is_lower_bound: bool = False
+    """Whether the text has more tokens than ``token_count``."""
+    server_latency_us: int = 0
+    """Time spent in the server, in microseconds."""
+
+    @property
+    def top(self) -> LabelScore | None:
+        """The highest-scoring label returned, or None when ``scores`` is empty."""
+        return self.scores[0] if self.scores else None
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """Why one text of a batch could not be classified (the other texts are unaffected)."""
+
+    index: int
+    """Position of the text in the ``texts`` passed to ``classify_batch``."""
+    code: grpc.StatusCode
+    """gRPC status code of the failure, e.g. INVALID_ARGUMENT."""
+    message: str
+    """The server's message (names the field and limit)."""
+
+    def exception(self) -> EmotionAwareError:
+        """The typed exception this error corresponds to (for callers who want to raise it)."""
+        return error_for(self.code, self.message)
+
+
+BatchItem = Union[ClassifyResult, ItemError]  # noqa: UP007  (a runtime alias on Python 3.10)
+"""One outcome of :meth:`EmotionClient.classify_batch`: a result or an :class:`ItemError`."""
+
+
+@dataclass(frozen=True)
+class LabelInfo:
+    """One label of a model."""
+
+    name: str
+    """Label name."""
+    threshold: float
+    """Dev-tuned decision threshold (0 for single-label models)."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A served model and its limits."""
+
+    name: str
+    """Model name."""
+    version: str
+    """The version requests are routed to."""
+    versions: tuple[str, ...]
+    """Every version that can be pinned."""
+    aliases: tuple[str, ...]
+    """Aliases routing (some of) their requests to this model."""
+    labels: tuple[LabelInfo, ...]
+    """The model's own labels, in model order."""
+    views: tuple[View, ...]
+    """Views offered besides the model's own labels."""
+    score_type: ScoreType
+    """How scores are computed."""
+    max_tokens: int
+    """Token limit per sequence."""
+    context_turns: int
+    """Earlier turns read as context (0: single texts)."""
+    max_text_chars: int
+    """Longest accepted text, in characters."""
+    max_batch_texts: int
+    """Most texts per ClassifyBatch call (``classify_batch`` splits larger lists)."""
+    max_chunks: int
+    """Most windows per text in chunk mode."""
+    chunk_overlap_tokens: int
+    """Tokens shared by consecutive windows."""
+    dataset: str
+    """Dataset the model was trained on ("" when unknown)."""
+    default_long_text_mode: LongTextMode
+    """What :attr:`LongTextMode.DEFAULT` means for this model."""
+
+
+@dataclass(frozen=True)
+class AliasTarget:
+    """One destination of an alias."""
+
+    model: str
+    """Model name."""
+    model_version: str
+    """Version ("" means the model's routed version)."""
+    weight: float
+    """Share of the alias's requests sent here."""
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A second name for one model, or a weighted split across several (canary)."""
+
+    name: str
+    """The alias, e.g. ``"default"``."""
+    targets: tuple[AliasTarget, ...]
+    """Where requests naming the alias go."""
+
+
+@dataclass(frozen=True)
+class Models:
+    """What the server serves (:meth:`EmotionClient.models`)."""
+
+    models: tuple[ModelInfo, ...]
+    """Every served model, sorted by name."""
+    aliases: tuple[Alias, ...] = field(default=())
+    """Every alias, sorted by name."""
