@@ -27,10 +27,10 @@ import grpc
 from bench.run import machine
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1 import emotion_pb2_grpc
-from gateway.tokens import token_hash
 from gateway.backends.onnxruntime import EmbeddedBackend
 from gateway.server import GatewayServer
 from gateway.settings import DEFAULT_MODEL_REPOSITORY, Settings
+from gateway.tokens import token_hash
 
 TOKEN = "bench-token-0123456789abcdef"
 

@@ -24,9 +24,9 @@ from prometheus_client import REGISTRY, generate_latest
 
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1 import emotion_pb2_grpc
-from gateway.tokens import token_hash
 from gateway.backends.onnxruntime import EmbeddedBackend
 from gateway.server import GatewayServer
+from gateway.tokens import token_hash
 from tests.grpc.test_cli import cli
 
 TOKENS = {

@@ -139,7 +139,9 @@ async def test_refusals_are_429_with_retry_after(http, backend):
 
 async def test_backend_failures_deadlines_and_internal_errors(http, backend):
     backend.error = BackendUnavailable("inference server is unavailable")
-    assert_error(*(await post(http, "/v1/classify", {"text": "hi"}))[:2], 503, "UNAVAILABLE", "inference server")
+    assert_error(
+        *(await post(http, "/v1/classify", {"text": "hi"}))[:2], 503, "UNAVAILABLE", "inference server"
+    )
     backend.error = RuntimeError("secret stack detail")
     status, body, _ = await post(http, "/v1/classify", {"text": "hi"})
     assert_error(status, body, 500, "INTERNAL", "internal error")
@@ -186,7 +188,9 @@ async def test_http_calls_need_a_valid_token_and_a_grant(token_http):
     assert status == 200 and body["model"] == "goemotions"
     status, body, _ = await post(token_http, "/v1/classify", request, bearer("reader"))
     assert_error(status, body, 403, "PERMISSION_DENIED", "client reader may not call Classify")
-    status, body, _ = await post(token_http, "/v1/classify", {**request, "model": "conversation"}, bearer("billing-bot"))
+    status, body, _ = await post(
+        token_http, "/v1/classify", {**request, "model": "conversation"}, bearer("billing-bot")
+    )
     assert_error(status, body, 403, "PERMISSION_DENIED", "")
     assert (await get(token_http, "/v1/models", bearer("reader")))[0] == 200
     # Health, the API's description and the page carry no data: no credentials needed.
@@ -206,6 +210,6 @@ async def test_the_websocket_stream_needs_a_token_too(token_http):
 
 
 async def test_a_non_loopback_http_port_needs_authentication(grpc_settings):
-    with pytest.raises(ValueError, match="refusing to serve 0.0.0.0:8080 without authentication"):
+    with pytest.raises(ValueError, match=r"refusing to serve 0\.0\.0\.0:8080 without authentication"):
         replace(grpc_settings, http_listen="0.0.0.0:8080")
     replace(grpc_settings, http_listen="0.0.0.0:8080", allow_unauthenticated=True)

@@ -6,10 +6,10 @@ import math
 import pytest
 
 from gateway.access import certificate_identity
-from gateway.grpc.interceptor import grpc_certificate_identity
-from gateway.tokens import TokenFile, parse_tokens, token_hash
 from gateway.callers import Call, ClientPolicy, Quotas, TokenBucket, parse_policies, policy_for
 from gateway.errors import Overloaded, PermissionDenied, Unauthenticated
+from gateway.grpc.interceptor import grpc_certificate_identity
+from gateway.tokens import TokenFile, parse_tokens, token_hash
 
 
 def test_a_bucket_refills_at_its_rate_and_refuses_all_or_nothing():
@@ -107,7 +107,10 @@ def test_certificate_identity_prefers_spiffe_then_common_name_then_san():
         grpc_certificate_identity({"peer_spiffe_id": [b"spiffe://c/ns/a"], "x509_common_name": [b"a"]})
         == "spiffe://c/ns/a"
     )
-    assert grpc_certificate_identity({"x509_common_name": [b"a"], "x509_subject_alternative_name": [b"b"]}) == "a"
+    assert (
+        grpc_certificate_identity({"x509_common_name": [b"a"], "x509_subject_alternative_name": [b"b"]})
+        == "a"
+    )
     assert grpc_certificate_identity({"x509_subject_alternative_name": [b"b", b"c"]}) == "b"
     assert grpc_certificate_identity({"transport_security_type": [b"ssl"]}) is None
 

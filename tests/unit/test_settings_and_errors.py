@@ -3,9 +3,9 @@ import pytest
 
 from gateway.errors import (
     INTERNAL_MESSAGE,
-    Code,
     STATUS_CODES,
     BackendUnavailable,
+    Code,
     DeadlineExceeded,
     GatewayError,
     InternalError,
