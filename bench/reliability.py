@@ -103,9 +103,10 @@ class Serve:
         self.ports = TritonPorts.pick_free()
         self.grpc_port = free_port()
         self.metrics_port = free_port()
+        self.http_port = free_port()
         self.target = f"127.0.0.1:{self.grpc_port}"
         cmd = [
-            sys.executable, "-m", "launcher.serve", f"--grpc-port={self.grpc_port}",
+            sys.executable, "-m", "launcher.serve", f"--grpc-port={self.grpc_port}", f"--http-port={self.http_port}",
             f"--gateway-metrics-port={self.metrics_port}", f"--triton-http-port={self.ports.http}",
             f"--triton-grpc-port={self.ports.grpc}", f"--triton-metrics-port={self.ports.metrics}",
             f"--model-repository={repository}", f"--log-dir={log_dir}", "--hang-restart-s=30", *extra,

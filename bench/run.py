@@ -50,7 +50,7 @@ def start_gateway(triton_url: str, repository: Path, log: Path, *extra: str) -> 
     # so the queue-time budget is off here; what it does under overload is `make overload`'s.
     cmd = [sys.executable, "-m", "gateway", f"--listen={target}", f"--triton-url={triton_url}",
            f"--model-repository={repository}", "--metrics-port=0", "--log-level=WARNING",
-           "--queue-budget-ms=0", *extra]  # fmt: skip
+           "--queue-budget-ms=0", "--http-listen=", *extra]  # fmt: skip
     # die_with_parent: an interrupted benchmark must not leave its gateway running.
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     from launcher.serve import wait_gateway

@@ -12,7 +12,9 @@ COPY gateway ./gateway
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install -c constraints.txt grpcio-tools \
  && /opt/venv/bin/python -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. --pyi_out=. \
+      --include_source_info --descriptor_set_out=emotionaware/v1/emotion.desc \
       proto/emotionaware/v1/emotion.proto \
+ && touch emotionaware/v1/__init__.py \
  && /opt/venv/bin/pip install -c constraints.txt . \
  && /opt/venv/bin/pip uninstall -y grpcio-tools
 
@@ -23,7 +25,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     EMOTIONAWARE_LISTEN=0.0.0.0:50051 \
+    EMOTIONAWARE_HTTP_LISTEN=0.0.0.0:8080 \
     EMOTIONAWARE_MODEL_REPOSITORY=/models
 USER 10001:10001
-EXPOSE 50051 50052 9090
+EXPOSE 50051 50052 8080 9090
 ENTRYPOINT ["emotionaware-gateway"]

@@ -134,6 +134,10 @@ class Supervisor:
     def target(self) -> str:
         return f"{self.args.host}:{self.args.grpc_port}"
 
+    @property
+    def http_target(self) -> str:
+        return f"{self.args.host}:{self.args.http_port}"
+
     def start_triton(self) -> TritonServer:
         a = self.args
         ports = TritonPorts(a.triton_http_port, a.triton_grpc_port, a.triton_metrics_port)
@@ -156,6 +160,7 @@ class Supervisor:
                 f"--triton-url={self.triton.grpc_url}",
                 f"--model-repository={a.model_repository}",
                 f"--metrics-port={a.gateway_metrics_port}",
+                f"--http-listen={self.http_target if a.http_port else ''}",
             ],
             env=dict(os.environ),
             # A serve killed outright (SIGKILL) must not leave its gateway running.
@@ -227,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--grpc-port", type=int, default=50051, help="gateway gRPC port (default: %(default)s)"
     )
     parser.add_argument(
+        "--http-port",
+        type=int,
+        default=8080,
+        help="gateway HTTP/JSON API and playground (default: %(default)s; 0: none)",
+    )
+    parser.add_argument(
         "--gateway-metrics-port", type=int, default=9090, help="gateway metrics (default: %(default)s)"
     )
     parser.add_argument("--triton-http-port", type=int, default=8000)
@@ -265,13 +276,27 @@ def main(argv: list[str] | None = None) -> int:
                  triton.http_url)  # fmt: skip
         gateway = supervisor.start_gateway()
         wait_gateway(supervisor.target, gateway, timeout_s=60)
+        http = f"http://{supervisor.http_target}"
+        web = (
+            f"  gateway HTTP    {http}   (the same API as JSON; OpenAPI at {http}/openapi.json)\n"
+            f"  playground      {http}/playground/\n"
+            if args.http_port
+            else ""
+        )
+        curl = (
+            f'  curl -s {http}/v1/classify -d \'{{"text": "Thank you so much for your help!"}}\'\n'
+            if args.http_port
+            else ""
+        )
         print(
             f"\nEmotionAware is ready ({time.monotonic() - started:.1f} s).\n"
             f"  gateway gRPC    {supervisor.target}   (emotionaware.v1.EmotionService, grpc.health.v1, reflection)\n"
+            f"{web}"
             f"  gateway metrics http://{args.host}:{args.gateway_metrics_port}/metrics\n"
             f"  Triton          gRPC {triton.grpc_url}, HTTP {triton.http_url}, metrics :{args.triton_metrics_port}"
             " (loopback only)\n"
             f'Try:\n  .venv/bin/emotionaware-client --target {supervisor.target} classify "Thank you so much for your help!"\n'
+            f"{curl}"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )

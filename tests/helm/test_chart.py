@@ -132,6 +132,13 @@ def test_gateway_is_configured_for_the_triton_service(rendered):
     assert main["envFrom"] == [{"configMapRef": {"name": "rel-emotionaware-gateway"}}]
     health_port = int(config["EMOTIONAWARE_HEALTH_LISTEN"].rsplit(":", 1)[1])
     assert main["readinessProbe"]["grpc"]["port"] == health_port
+    # The HTTP/JSON API: listened on, a named container port, and a port of the Service.
+    assert config["EMOTIONAWARE_HTTP_LISTEN"] == "0.0.0.0:8080"
+    assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in main["ports"]
+    gateway_service = find(objects, "Service", "rel-emotionaware-gateway")
+    assert {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"} in (
+        gateway_service["spec"]["ports"]
+    )
     assert "tcpSocket" in main["livenessProbe"]  # Triton being down must not restart gateways
     assert any(m["mountPath"] == "/models" for m in main["volumeMounts"])
     assert {v["name"] for v in pod["volumes"]} >= {"models", "tmp"}
@@ -233,6 +240,8 @@ def test_autoscaling_tls_and_network_policy():
         }
     ]
     assert {p["port"] for p in inference["ports"]} == {8000, 8001}
+    api = find(objects, "NetworkPolicy", "rel-emotionaware-gateway")["spec"]["ingress"][0]
+    assert {p["port"] for p in api["ports"]} == {50051, 8080}  # gRPC and HTTP, for the same peers
     assert {o["kind"] for o in objects} >= {"ServiceMonitor", "PodDisruptionBudget"}
     dashboard = find(objects, "ConfigMap", "rel-emotionaware-dashboard")
     assert json.loads(dashboard["data"]["emotionaware.json"])["uid"] == "emotionaware"

@@ -40,7 +40,8 @@ def triton(exported_repo, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-async def gateway_target(triton, exported_repo):
+async def gateway_server(triton, exported_repo):
+    """The gateway in front of the session's Triton: (its settings with the bound gRPC port, server)."""
     settings = Settings(
         listen="127.0.0.1:0",
         http_listen="127.0.0.1:0",
@@ -51,8 +52,19 @@ async def gateway_target(triton, exported_repo):
     )
     server = GatewayServer(settings)
     port = await server.start()
-    yield replace(settings, listen=f"127.0.0.1:{port}")
+    yield replace(settings, listen=f"127.0.0.1:{port}"), server
     await server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_target(gateway_server) -> Settings:
+    return gateway_server[0]
+
+
+@pytest.fixture(scope="session")
+def http_url(gateway_server) -> str:
+    """Base URL of the same gateway's HTTP/JSON port."""
+    return f"http://127.0.0.1:{gateway_server[1].http_port}"
 
 
 @pytest.fixture

@@ -5,12 +5,14 @@ requires): the gateway answers on the machine's own address, Triton's ports stay
 """
 
 import ipaddress
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -61,7 +63,7 @@ def refused(host: str, port: int) -> bool:
 
 def test_serve_starts_answers_and_stops_cleanly(exported_repo, tmp_path):
     triton_ports = TritonPorts.pick_free()
-    grpc_port, metrics_port = free_port(), free_port()
+    grpc_port, metrics_port, http_port = free_port(), free_port(), free_port()
     target = f"127.0.0.1:{grpc_port}"
     token = "serve-test-token-0123456789"
     tokens = tmp_path / "tokens.toml"
@@ -73,6 +75,7 @@ def test_serve_starts_answers_and_stops_cleanly(exported_repo, tmp_path):
         "--host=0.0.0.0",
         f"--grpc-port={grpc_port}",
         f"--gateway-metrics-port={metrics_port}",
+        f"--http-port={http_port}",
         f"--triton-http-port={triton_ports.http}",
         f"--triton-grpc-port={triton_ports.grpc}",
         f"--triton-metrics-port={triton_ports.metrics}",
@@ -94,6 +97,17 @@ def test_serve_starts_answers_and_stops_cleanly(exported_repo, tmp_path):
             if "Press Ctrl-C to stop" in line:
                 break
         assert any("EmotionAware is ready" in line for line in output), "".join(output)
+        # The banner names the HTTP API and the playground beside gRPC.
+        banner = "".join(output)
+        assert f"gateway HTTP    http://0.0.0.0:{http_port}" in banner
+        assert f"playground      http://0.0.0.0:{http_port}/playground/" in banner
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{http_port}/v1/classify",
+            data=json.dumps({"text": "Thank you so much for your help!"}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read())["predicted"][0] == "gratitude"
 
         client = subprocess.run(
             [
@@ -116,6 +130,7 @@ def test_serve_starts_answers_and_stops_cleanly(exported_repo, tmp_path):
         # --host moved the gateway (and its metrics) to every address; Triton stayed on loopback.
         assert listening(grpc_port) & {"0.0.0.0", "::"}, listening(grpc_port)
         assert listening(metrics_port) & {"0.0.0.0", "::"}
+        assert listening(http_port) & {"0.0.0.0", "::"}
         for port in (triton_ports.http, triton_ports.grpc, triton_ports.metrics):
             assert listening(port) == {"127.0.0.1"}, (port, listening(port))
         for address in own_addresses():
