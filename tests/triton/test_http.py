@@ -68,3 +68,30 @@ async def test_every_endpoint_against_triton(http_url):
         assert all(r["result"]["model"] == "conversation" for r in replies)
         async with session.get("/v1/health") as response:
             assert response.status == 200
+
+
+async def test_transport_benchmark_short_form(http_url, texts):
+    """`make transports` measures this loop against gRPC's; here one second of it, error-free."""
+    from bench.admission import Outcome
+    from bench.transports import http_closed_loop, lines
+
+    http = await http_closed_loop(http_url, texts, 4, 1.0, warmup_s=0.2)
+    assert http.texts > 0 and not http.errors and http.refused == 0
+    grpc_like = Outcome("gRPC c4", seconds=1.0, texts=http.texts, latencies_ms=http.latencies_ms)
+    table = "\n".join(lines([(4, grpc_like, http)], 1.0, 1))
+    assert "| c4 | HTTP |" in table and "| 1.00 |" in table
+
+
+async def test_docs_http_stream_example_runs(http_url):
+    """docs/http.md's WebSocket example, against this gateway."""
+    import re
+    import sys
+
+    from emotionaware.paths import ROOT
+
+    (code,) = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "http.md").read_text(), re.S)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code.replace("http://127.0.0.1:8080", http_url), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0 and len(out.decode().splitlines()) == 2

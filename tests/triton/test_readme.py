@@ -52,3 +52,27 @@ async def test_cli_call(gateway_target):
     text = re.search(r'classify "(.*)"', command).group(1)
     stdout = await run("-m", "client.cli", "--target", gateway_target.listen, "classify", text)
     assert_same_output(stdout, output)
+
+
+async def test_client_package_snippet(gateway_target):
+    code, output = fenced_after("From Python, the client package")[:2]
+    stdout = await run("-c", code.replace("127.0.0.1:50051", gateway_target.listen))
+    assert_same_output(stdout, output)
+
+
+async def test_http_curl_call(http_url):
+    import json
+    import urllib.request
+
+    command, output = fenced_after("Over HTTP")[:2]
+    assert command.strip().startswith("curl -s 127.0.0.1:8080/v1/classify -d '")
+    body = re.search(r"-d '(.*)'", command).group(1)
+    request = urllib.request.Request(f"{http_url}/v1/classify", data=body.encode())  # curl -d: a POST
+    reply = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(request, timeout=30).read()))
+    documented = json.loads(output)
+    assert set(reply) == set(documented)
+    for key in set(documented) - {"scores", "serverLatencyUs"}:
+        assert reply[key] == documented[key], key
+    for got, doc in zip(reply["scores"], documented["scores"], strict=True):
+        assert got["label"] == doc["label"] and got["predicted"] == doc["predicted"]
+        assert abs(got["score"] - doc["score"]) <= 0.006 and abs(got["threshold"] - doc["threshold"]) <= 0.006
