@@ -29,7 +29,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export EMOTIONAWARE_DATA_DIR := $(abspath $(DATA_DIR))
 
-.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs proto train probes eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence transports auth-cost gpu-bundle images constraints clean
+.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs proto train probes eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence transports analyze-rate auth-cost gpu-bundle images constraints clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,7 +39,7 @@ setup: $(STAMP) ## venv with what serving needs: gateway, export (torch CPU, ONN
 $(STAMP): pyproject.toml constraints.txt scripts/setup-tools.sh clients/python/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) -e '.[export,embedded,triton,proto]'
+	$(PIP) -e '.[export,embedded,triton,proto,files]'
 	# The Python client package (clients/python), which the command line uses: its stubs are
 	# generated into its source tree (git-ignored), then it is installed in place.
 	$(PY) clients/python/protogen.py
@@ -167,6 +167,9 @@ correspondence: $(STAMP_DEV) export-if-stale ## 100,000 answers over every RPC, 
 transports: $(STAMP_DEV) export-if-stale ## HTTP/JSON against gRPC, unary closed loops c1 and c16 in one run (~2 min) -> bench/results/
 	$(PY) -m bench.transports --out $(call RESULT,transports)
 
+analyze-rate: $(STAMP_DEV) export-if-stale ## analyze on 20,000 rows against a plain ClassifyBatch loop, one run (~5 min) -> bench/results/
+	$(PY) -m bench.files --out $(call RESULT,analyze-rate)
+
 auth-cost: $(STAMP_DEV) export-if-stale ## what authentication, quotas and the audit line cost per call (~2 min) -> bench/results/
 	$(PY) -m bench.auth --calls 2000 --out $(call RESULT,auth-cost)
 
@@ -193,4 +196,4 @@ client-wheel: ## build the emotionaware-client wheel (stubs generated at build t
 	@ls -l $(CLIENT_DIST)/emotionaware_client-*.whl
 
 client-check: $(STAMP_DEV) proto ## emotionaware-client: mypy --strict, unit tests, its wheel alone in a clean venv against real Triton
-	EMOTIONAWARE_CLIENT_DEV_VENV=$(abspath build/client-dev-venv) $(PY) -m pytest tests/client -s
+	$(PY) -m pytest tests/client -s

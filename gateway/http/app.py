@@ -204,7 +204,7 @@ class HttpTransport:
             started = time.perf_counter()
             credentials = self._credentials(request)
             call, refusal = self.gatekeeper.begin(method, credentials)
-            body = b""
+            received = 0
             code, size = Code.UNKNOWN, 0
             token = None
             try:
@@ -218,7 +218,7 @@ class HttpTransport:
                 self._open += 1
                 try:
                     token = enter_call(call)  # type: ignore[arg-type]
-                    message = await self._decode(request, request_type)
+                    message, received = await self._decode(request, request_type)
                     remaining = self._remaining_s(request)
                     response = await self.api.call(method, message, remaining)
                 finally:
@@ -238,16 +238,20 @@ class HttpTransport:
             finally:
                 if token is not None:
                     leave_call(token)
-                self.gatekeeper.end(call, method, credentials, code, started, (len(body), size))
+                self.gatekeeper.end(call, method, credentials, code, started, (received, size))
 
         return handle
 
-    async def _decode(self, request: web.Request, request_type: type[Message]) -> Message | Undecodable:
+    async def _decode(
+        self, request: web.Request, request_type: type[Message]
+    ) -> tuple[Message | Undecodable, int]:
+        """The request message (from the path for the GET methods, else the body) and its bytes."""
         if request_type is pb.ListModelsRequest:
-            return pb.ListModelsRequest()
+            return pb.ListModelsRequest(), 0
         if request_type is pb.GetModelRequest:
-            return pb.GetModelRequest(model=request.match_info["model"])
-        return from_json(await request.read(), request_type)
+            return pb.GetModelRequest(model=request.match_info["model"]), 0
+        body = await request.read()
+        return from_json(body, request_type), len(body)
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         """ClassifyStream over a WebSocket: one JSON ClassifyStreamRequest per text frame in, one

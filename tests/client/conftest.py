@@ -4,18 +4,15 @@ The wheel is built and installed into fresh venvs, and the tests that prove it s
 run there in subprocesses (the repository's venv has the package too, installed by
 ``make setup-dev`` for the command line, so ``pkg/`` is also collected here).
 
-* ``pkg/``: unit tests (retry, batching, a fake in-process server) that import the package;
-  :func:`test_checks.test_unit_tests_in_dev_venv` runs them in a dev venv (collected directly
-  only where ``emotionaware_client`` is importable).
-* ``test_checks.py``: ``mypy --strict`` on the package, and the unit tests, in a dev venv.
+* ``pkg/``: unit tests (retry, batching, a fake in-process server) that import the package
+  (collected where ``emotionaware_client`` is importable: ``make setup`` installs it).
+* ``test_checks.py``: ``mypy --strict`` on the package; what its wheel holds.
 * ``test_wheel.py`` (triton): the wheel alone in a clean venv against a real Triton + gateway.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import os
 import subprocess
 import sys
 import time
@@ -31,18 +28,8 @@ from tests.triton.conftest import triton  # noqa: F401  (the session's real Trit
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "clients" / "python"
 
-# The unit tests import the package; here they run through test_checks.py instead.
+# The unit tests import the package (make setup installs it in place).
 collect_ignore = [] if importlib.util.find_spec("emotionaware_client") else ["pkg"]
-
-# Tools of the dev venv (mypy and its stubs, pytest, the build requirement for in-place stubs).
-DEV_PACKAGES = [
-    "grpcio-tools==1.62.3",
-    "mypy",
-    "types-protobuf",
-    "grpc-stubs",
-    "pytest",
-    "pytest-asyncio",
-]
 
 
 def pip(python: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -109,26 +96,6 @@ def clean_venv(client_wheel, tmp_path_factory) -> CleanVenv:
     ).stdout.split()  # fmt: skip
     packages = dict(line.split("==", 1) for line in frozen if "==" in line)
     return CleanVenv(python, install_s, packages)
-
-
-@pytest.fixture(scope="session")
-def dev_venv(tmp_path_factory) -> Path:
-    """A venv with the package's dependencies, mypy and pytest; the stubs generated in place.
-
-    EMOTIONAWARE_CLIENT_DEV_VENV=DIR keeps it in DIR and reuses it while its package list is
-    the same (for iterating locally).
-    """
-    keep = os.environ.get("EMOTIONAWARE_CLIENT_DEV_VENV")
-    root = Path(keep).resolve() if keep else tmp_path_factory.mktemp("client-dev") / "venv"
-    stamp = root / ".packages"
-    wanted = hashlib.sha256("\n".join(DEV_PACKAGES).encode()).hexdigest()
-    python = root / "bin" / "python"
-    if not (keep and stamp.exists() and stamp.read_text() == wanted):
-        python = make_venv(root)
-        pip(python, "install", "grpcio>=1.62.3,<2", "protobuf>=4.25.1,<8", *DEV_PACKAGES)
-        stamp.write_text(wanted)
-    subprocess.run([str(python), str(CLIENT / "protogen.py")], check=True, capture_output=True, timeout=120)
-    return python
 
 
 # -- a real gateway with a routing file (batch limit 256, a client with a concurrency quota)

@@ -1,17 +1,27 @@
-"""The README's copy-paste client calls run against the real service and print what it shows."""
+"""The README's copy-paste calls (and docs/api.md's) run against the real service and print what they show."""
 
 import asyncio
 import re
+import shlex
+import subprocess
 import sys
 
 from emotionaware.paths import ROOT
 
 README = (ROOT / "README.md").read_text()
+API_DOC = (ROOT / "docs" / "api.md").read_text()
+
+# The README's examples, by the text that precedes them: (marker, how many fenced blocks).
+PYTHON_PACKAGE = "**From Python**, with the client package"
+HTTP = "**Over HTTP**"
+CLI = "**From the command line**"
+MORE_CLI = "More calls, with the sample inputs in `examples/`"
+README_EXAMPLES = {PYTHON_PACKAGE: 2, HTTP: 2, CLI: 2, MORE_CLI: 1}
 
 
-def fenced_after(marker: str) -> list[str]:
-    """Bodies of the fenced code blocks that follow ``marker`` in the README, in order."""
-    tail = README[README.index(marker) :]
+def fenced_after(marker: str, document: str = README) -> list[str]:
+    """Bodies of the fenced code blocks that follow ``marker`` in the document, in order."""
+    tail = document[document.index(marker) :]
     return re.findall(r"^```[a-z]*\n(.*?)^```", tail, flags=re.S | re.M)
 
 
@@ -40,22 +50,17 @@ async def run(*args: str) -> str:
     return stdout.decode()
 
 
-async def test_python_snippet(gateway_target):
-    code, output = fenced_after("From Python")[:2]
-    stdout = await run("-c", code.replace("127.0.0.1:50051", gateway_target.listen))
-    assert_same_output(stdout, output)
-
-
-async def test_cli_call(gateway_target):
-    command, output = fenced_after("### Call it")[:2]
-    assert command.strip().startswith(".venv/bin/emotionaware-client classify ")
-    text = re.search(r'classify "(.*)"', command).group(1)
-    stdout = await run("-m", "client.cli", "--target", gateway_target.listen, "classify", text)
-    assert_same_output(stdout, output)
+def test_every_readme_example_is_run_here():
+    """A code block added to the README without a test here fails this test."""
+    tested = [block for marker, count in README_EXAMPLES.items() for block in fenced_after(marker)[:count]]
+    for block in re.findall(r"^```[a-z]*\n(.*?)^```", README, flags=re.S | re.M):
+        # The one exception: make serve and make test, which CI itself runs.
+        assert block in tested or block.startswith("make serve "), block
 
 
 async def test_client_package_snippet(gateway_target):
-    code, output = fenced_after("From Python, the client package")[:2]
+    code, output = fenced_after(PYTHON_PACKAGE)[:2]
+    assert code.startswith("from emotionaware_client import EmotionClient")
     stdout = await run("-c", code.replace("127.0.0.1:50051", gateway_target.listen))
     assert_same_output(stdout, output)
 
@@ -64,8 +69,9 @@ async def test_http_curl_call(http_url):
     import json
     import urllib.request
 
-    command, output = fenced_after("Over HTTP")[:2]
+    command, output = fenced_after(HTTP)[:2]
     assert command.strip().startswith("curl -s 127.0.0.1:8080/v1/classify -d '")
+    assert "http://127.0.0.1:8080/playground/" in README
     body = re.search(r"-d '(.*)'", command).group(1)
     request = urllib.request.Request(f"{http_url}/v1/classify", data=body.encode())  # curl -d: a POST
     reply = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(request, timeout=30).read()))
@@ -76,3 +82,63 @@ async def test_http_curl_call(http_url):
     for got, doc in zip(reply["scores"], documented["scores"], strict=True):
         assert got["label"] == doc["label"] and got["predicted"] == doc["predicted"]
         assert abs(got["score"] - doc["score"]) <= 0.006 and abs(got["threshold"] - doc["threshold"]) <= 0.006
+
+
+async def test_http_playground_is_served(http_url):
+    import urllib.request
+
+    def get() -> tuple[int, str]:
+        with urllib.request.urlopen(f"{http_url}/playground/", timeout=30) as reply:
+            return reply.status, reply.read().decode()
+
+    status, page = await asyncio.to_thread(get)
+    assert status == 200 and "<html" in page.lower()
+
+
+async def test_cli_call(gateway_target):
+    command, output = fenced_after(CLI)[:2]
+    assert command.strip().startswith(".venv/bin/emotionaware-client classify ")
+    text = re.search(r'classify "(.*)"', command).group(1)
+    stdout = await run("-m", "client.cli", "--target", gateway_target.listen, "classify", text)
+    assert_same_output(stdout, output)
+
+
+def more_cli_commands() -> list[str]:
+    (block,) = fenced_after(MORE_CLI)[:1]
+    return [line.strip() for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+async def test_more_cli_calls_with_the_example_files(gateway_target):
+    """Each command line of the README's block, as written (shell quoting, $(cat ...), < file)."""
+    client = f"{shlex.quote(sys.executable)} -m client.cli --target {gateway_target.listen}"
+    commands = more_cli_commands()
+    assert len(commands) >= 7
+    for command in commands:
+        assert command.startswith(".venv/bin/emotionaware-client "), command
+        proc = await asyncio.create_subprocess_exec(
+            "bash",
+            "-c",
+            command.replace(".venv/bin/emotionaware-client", client, 1),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout_bytes, stderr = await asyncio.wait_for(proc.communicate(), timeout=60)
+        stdout = stdout_bytes.decode()
+        assert proc.returncode == 0, (command, stderr.decode())
+        assert stdout.strip() and not re.search(r"\berror\b", stdout, flags=re.I), (command, stdout)
+        if " stream " in command:
+            messages = (ROOT / "examples" / "conversation.jsonl").read_text().splitlines()
+            assert all(f"[{i}] " in stdout for i in range(len(messages))), stdout
+
+
+async def test_raw_stubs_snippet_in_the_api_doc(gateway_target):
+    code, output = fenced_after("## From Python with the generated stubs", API_DOC)[:2]
+    assert "emotion_pb2_grpc.EmotionServiceStub" in code
+    stdout = await run("-c", code.replace("127.0.0.1:50051", gateway_target.listen))
+    assert_same_output(stdout, output)
+
+
+def test_the_example_tickets_are_reproducible():
+    """examples/support-tickets.csv is what examples/make_tickets.py writes."""
+    subprocess.run([sys.executable, str(ROOT / "examples" / "make_tickets.py"), "--check"], check=True)
