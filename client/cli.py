@@ -3,12 +3,18 @@
 emotionaware-client classify "Thank you so much for your help!"
 emotionaware-client classify --view ekman --top 3 "I miss her so much"
 emotionaware-client classify --model conversation --context "ann:I got the job!" --speaker bob "No way!"
-emotionaware-client classify --chunk --json "$(cat long-letter.txt)"
+emotionaware-client classify --chunk --json "$(cat examples/long-letter.txt)"
 emotionaware-client batch "I love it" "This is scary"          # or one text per line on stdin
-emotionaware-client stream < conversation.jsonl                # {"conversation_id", "speaker", "text"}
+emotionaware-client stream < examples/conversation.jsonl                # {"conversation_id", "speaker", "text"}
+emotionaware-client analyze examples/support-tickets.csv      # -> examples/support-tickets.emotions.jsonl
+emotionaware-client report examples/support-tickets.emotions.jsonl   # -> ...emotions.html
+emotionaware-client chat --model conversation                  # type "ann: I got the job!"
 emotionaware-client models
 emotionaware-client model conversation
 emotionaware-client health
+
+Exit codes: 0 done; 1 health is not SERVING; 2 bad usage or the server refused the call;
+3 an input or output file cannot be used; 130 interrupted (analyze resumes where it stopped).
 
 It is a user of the Python client package (``emotionaware_client``, clients/python): typed
 results, retries that honour ``retry-after-ms``, batches of any length split by the server's
@@ -24,7 +30,9 @@ import dataclasses
 import enum
 import json
 import os
+import signal
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,16 +40,21 @@ from typing import Any
 from emotionaware_client import (
     ClassifyResult,
     Conversation,
+    DeadlineExceededError,
     EmotionAwareError,
     EmotionClient,
     ItemError,
     LongTextMode,
     Models,
+    ResourceExhaustedError,
     TlsConfig,
+    TrafficClass,
     Turn,
+    UnavailableError,
     View,
 )
 
+from client import analyze
 from emotionaware.net import is_local_address
 
 VIEWS = [v.value for v in View]
@@ -157,6 +170,61 @@ def build_parser() -> argparse.ArgumentParser:
         "stream", help="conversation messages: JSON lines on stdin, one response each, in order"
     )
     with_options(stream)
+    analyze_cmd = sub.add_parser(
+        "analyze",
+        help="classify the texts of files (CSV, JSONL, Parquet, text) into a results file, resumably",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""examples:
+  emotionaware-client analyze tickets.csv                          # -> tickets.emotions.jsonl
+  emotionaware-client analyze tickets.csv -o out.csv --text-column body --time-column created_at
+  emotionaware-client analyze chats.jsonl --model conversation --view ekman -o chats.parquet
+  emotionaware-client analyze a.txt b.txt                          # one text per line; a.emotions.jsonl, ...
+
+Every input row gets one output row, in order, with its row number (0-based, header not
+counted); blank or invalid rows carry their error. Interrupted (Ctrl-C, a crash, a server
+restart)? Run the same command again: it continues after the last row written.""",
+    )
+    analyze_cmd.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    analyze_cmd.add_argument("-o", "--output", type=Path,
+                             help="results file (.jsonl, .csv or .parquet; default FILE.emotions.jsonl); one FILE only")  # fmt: skip
+    for role in ("text", "id", "time", "speaker", "conversation"):
+        analyze_cmd.add_argument(f"--{role}-column", metavar="NAME",
+                                 help=f"input column of the {role} (default: guessed from the header)")  # fmt: skip
+    analyze_cmd.add_argument(
+        "--model", default="", help="model name or alias (default: the server's default)"
+    )
+    analyze_cmd.add_argument(
+        "--view", choices=VIEWS, default="native", help="label set (default: the model's own)"
+    )
+    analyze_cmd.add_argument("--batch", type=int, default=64, help="texts per call (default: %(default)s)")
+    analyze_cmd.add_argument(
+        "--concurrency", type=int, default=4, help="calls in flight (default: %(default)s)"
+    )
+    analyze_cmd.add_argument("--restart", action="store_true", help="start over instead of resuming")
+    analyze_cmd.add_argument("--give-up-after", type=float, default=600.0, metavar="SECONDS",
+                             help="stop when the server is unavailable or refuses for this long (default: %(default)s)")  # fmt: skip
+    analyze_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
+    analyze_cmd.add_argument("--json", action="store_true", help="print the run's facts as JSON at the end")
+    report = sub.add_parser("report", help="write a self-contained HTML report of a results file")
+    report.add_argument("results", type=Path, help="a results file of analyze (.jsonl, .csv or .parquet)")
+    report.add_argument("-o", "--output", type=Path, help="HTML file (default: RESULTS with .html)")
+    report.add_argument("--title", help="the report's title")
+    report.add_argument("--json", action="store_true", help="print the report's figures as JSON")
+    chat = sub.add_parser(
+        "chat",
+        help="type turns of a conversation and see each turn's emotions",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""Type one turn per line as "SPEAKER: TEXT" (or just TEXT, spoken by --speaker).
+/new starts a new conversation, /quit (or Ctrl-D) ends. Works with piped input too:
+  printf 'ann: I got the job!\nbob: No way, congratulations!\n' | emotionaware-client chat""",
+    )
+    chat.add_argument("--model", default="", help="model or alias (default: the server's conversation model)")
+    chat.add_argument(
+        "--speaker", default="you", help="speaker of lines without 'SPEAKER:' (default: %(default)s)"
+    )
+    chat.add_argument("--view", choices=VIEWS, default="native", help="label set (default: the model's own)")
+    chat.add_argument("--top", type=int, default=3, help="emotions shown per turn (default: %(default)s)")
+    chat.add_argument("--json", action="store_true", help="one JSON object per turn")
     models = sub.add_parser("models", help="list models and aliases")
     models.add_argument("--json", action="store_true", help="print the models as JSON")
     model = sub.add_parser("model", help="describe one model or alias (JSON)")
@@ -262,18 +330,165 @@ def run(args: argparse.Namespace, client: EmotionClient) -> int:
                 print(f"[{i}] " + format_response(item, args.top))
     elif args.command == "stream":
         return stream_lines(client, iter(sys.stdin), args)
+    elif args.command == "analyze":
+        return run_analyze(client, args)
+    elif args.command == "chat":
+        return run_chat(client, args)
+    return 0
+
+
+def outcomes_of(items: Sequence[Any]) -> list[analyze.Outcome]:
+    out = []
+    for item in items:
+        if isinstance(item, ItemError):
+            out.append(analyze.Outcome(error_code=item.code.name, error_message=item.message))
+        else:
+            out.append(analyze.Outcome(
+                model=item.model, model_version=item.model_version, score_type=item.score_type,
+                predicted=tuple(item.predicted), scores={s.label: round(s.score, 6) for s in item.scores},
+                token_count=item.token_count, truncated=item.truncated,
+            ))  # fmt: skip
+    return out
+
+
+def run_analyze(client: EmotionClient, args: argparse.Namespace) -> int:
+    if args.output and len(args.files) > 1:
+        raise analyze.InputError("--output names one results file: give one FILE, or none")
+    view = View(args.view)
+
+    def classify(texts: list[str]) -> list[analyze.Outcome]:
+        """One call (bulk); waits and resends while the server is busy or restarting."""
+        give_up = time.monotonic() + args.give_up_after
+        wait = 1.0
+        while True:
+            try:
+                items = client.classify_batch(texts, args.model, view=view, return_all_scores=True,
+                                              traffic_class=TrafficClass.BULK, concurrency=1, timeout=120.0)  # fmt: skip
+                return outcomes_of(items)
+            except (ResourceExhaustedError, UnavailableError, DeadlineExceededError) as err:
+                if time.monotonic() + wait > give_up:
+                    raise
+                print(f"\nserver {err.code.name}: sending again in {wait:.0f} s", file=sys.stderr)
+                time.sleep(wait)
+                wait = min(wait * 2, 30.0)
+
+    probe = client.classify("labels", args.model, view=view, return_all_scores=True)
+    info = client.model(probe.model)
+    native = [label.name for label in info.labels]
+    labels = native if view is View.NATIVE else sorted(s.label for s in probe.scores)
+    status = 0
+    for source in args.files:
+        fmt = analyze.file_format(source)
+        if not source.is_file():
+            raise analyze.InputError(f"{source}: no such file")
+        named = {"text": args.text_column, "id": args.id_column, "timestamp": args.time_column,
+                 "speaker": args.speaker_column, "conversation": args.conversation_column}  # fmt: skip
+        columns = analyze.choose_columns(source, fmt, named)
+        output = args.output or analyze.default_output(source)
+        facts = analyze.Facts(
+            input=str(source), input_fingerprint=analyze.fingerprint(source),
+            columns=dataclasses.asdict(columns), model=probe.model, view=view.value,
+            options={"batch_labels": labels},
+        )  # fmt: skip
+        facts = analyze.analyze_file(source, output, classify, labels, facts, batch=args.batch,
+                                     concurrency=args.concurrency, restart=args.restart, quiet=args.quiet)  # fmt: skip
+        print(json.dumps(dataclasses.asdict(facts)) if args.json else analyze.describe(facts, output))
+    return status
+
+
+def parse_turn(line: str, default_speaker: str) -> tuple[str, str]:
+    speaker, sep, text = line.partition(":")
+    if sep and speaker.strip() and len(speaker.strip()) <= 40 and " " not in speaker.strip():
+        return speaker.strip(), text.strip()
+    return default_speaker, line.strip()
+
+
+def run_chat(client: EmotionClient, args: argparse.Namespace) -> int:
+    interactive = sys.stdin.isatty()
+    conversation = client.conversation(args.model, view=View(args.view), return_all_scores=True)
+    if interactive:
+        print('Type "SPEAKER: text" per turn; /new starts over, /quit ends.', file=sys.stderr)
+    try:
+        while True:
+            if interactive:
+                print("> ", end="", flush=True, file=sys.stderr)
+            line = sys.stdin.readline()
+            if not line or line.strip() == "/quit":
+                break
+            if not line.strip():
+                continue
+            if line.strip() == "/new":
+                conversation.close()
+                conversation = client.conversation(args.model, view=View(args.view), return_all_scores=True)
+                print("(a new conversation)", file=sys.stderr)
+                continue
+            speaker, text = parse_turn(line, args.speaker)
+            try:
+                result = conversation.send(speaker, text)
+            except EmotionAwareError as err:
+                if args.json:
+                    print(
+                        json.dumps(
+                            {"speaker": speaker, "error": {"code": err.code.name, "message": err.message}}
+                        )
+                    )
+                else:
+                    print(f"  error {err.code.name}: {err.message}")
+                continue
+            if args.json:
+                print(json.dumps({"speaker": speaker, "result": plain(result)}), flush=True)
+                continue
+            best = ", ".join(f"{s.label} {s.score:.2f}" for s in result.scores[: args.top])
+            print(f"  {speaker}: {', '.join(result.predicted) or '-'}   ({best}; "
+                  f"{result.context_turns} earlier turns read)", flush=True)  # fmt: skip
+    finally:
+        conversation.close()
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from client.report import write_report
+
+    output = args.output or args.results.with_suffix(".html")
+    figures = write_report(args.results, output, args.title)
+    if args.json:
+        print(json.dumps(plain(figures), default=str))
+    else:
+        print(f"{output}: report of {args.results}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with open_client(args, dict(os.environ)) as client:
-        try:
+    try:
+        if args.command == "report":
+            return run_report(args)
+        with open_client(args, dict(os.environ)) as client:
             return run(args, client)
-        except EmotionAwareError as err:
-            print(f"error: {err.code.name}: {err.message}", file=sys.stderr)
-            return 2
+    except EmotionAwareError as err:
+        print(f"error: {err.code.name}: {err.message}", file=sys.stderr)
+        return 2
+    except (analyze.InputError, OSError) as err:
+        if isinstance(err, BrokenPipeError):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> int:
+    """The console script: no traceback when the reader of stdout goes away (| head)."""
+    try:
+        code = main()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # Python would complain again at exit while flushing stdout: point it at nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())
