@@ -86,6 +86,8 @@ def plain(value: Any) -> Any:
         return value.value if not hasattr(value, "name") or isinstance(value.value, str) else value.name
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {(" + ".join(map(str, k)) if isinstance(k, tuple) else k): plain(v) for k, v in value.items()}
     return value
 
 
@@ -447,10 +449,13 @@ def run_chat(client: EmotionClient, args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from client.report import write_report
+    from client.report import ReportError, write_report
 
     output = args.output or args.results.with_suffix(".html")
-    figures = write_report(args.results, output, args.title)
+    try:
+        figures = write_report(args.results, output, args.title)
+    except ReportError as exc:
+        raise analyze.InputError(str(exc)) from None
     if args.json:
         print(json.dumps(plain(figures), default=str))
     else:

@@ -94,6 +94,14 @@ async def test_analyze_resumes_after_sigint_and_sigkill_with_every_row_once(
     # Run again: complete already, nothing is redone.
     code, stdout, _ = await cli(gateway_target.listen, "analyze", str(tickets), "-o", str(out), "--quiet")
     assert code == 0 and "5,000 of 5,000 rows" in stdout and len(rows_of(out)) == 5000
+    # The report of this run: its figures are the results file's.
+    code, stdout, err = await cli(gateway_target.listen, "report", str(out), "--json")
+    assert code == 0, err
+    figures, records = json.loads(stdout), rows_of(out)
+    assert figures["rows"] == 5000 and figures["errors"] == 11
+    predicted = [label for r in records for label in r["predicted"]]
+    assert figures["counts"]["gratitude"] == predicted.count("gratitude") > 0
+    assert "<svg" in out.with_suffix(".html").read_text()
 
 
 async def test_every_input_and_output_format(gateway_target, data_dir, tmp_path):

@@ -1,6 +1,7 @@
 """The README's copy-paste calls (and docs/api.md's) run against the real service and print what they show."""
 
 import asyncio
+import os
 import re
 import shlex
 import subprocess
@@ -16,7 +17,8 @@ PYTHON_PACKAGE = "**From Python**, with the client package"
 HTTP = "**Over HTTP**"
 CLI = "**From the command line**"
 MORE_CLI = "More calls, with the sample inputs in `examples/`"
-README_EXAMPLES = {PYTHON_PACKAGE: 2, HTTP: 2, CLI: 2, MORE_CLI: 1}
+FILES = "Files and conversations: `analyze`"
+README_EXAMPLES = {PYTHON_PACKAGE: 2, HTTP: 2, CLI: 2, MORE_CLI: 1, FILES: 1}
 
 
 def fenced_after(marker: str, document: str = README) -> list[str]:
@@ -142,3 +144,27 @@ async def test_raw_stubs_snippet_in_the_api_doc(gateway_target):
 def test_the_example_tickets_are_reproducible():
     """examples/support-tickets.csv is what examples/make_tickets.py writes."""
     subprocess.run([sys.executable, str(ROOT / "examples" / "make_tickets.py"), "--check"], check=True)
+
+
+async def test_files_and_chat_commands(gateway_target, tmp_path):
+    """The README's analyze, report and chat lines, as written, in a scratch folder holding
+    a copy of examples/ (what they write stays out of the repository)."""
+    import shutil
+
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    client = f"{shlex.quote(sys.executable)} -m client.cli --target {gateway_target.listen}"
+    (block,) = fenced_after(FILES)[:1]
+    outputs = []
+    for command in [line.strip() for line in block.splitlines() if line.strip()]:
+        proc = await asyncio.create_subprocess_exec(
+            "bash", "-c", command.replace(".venv/bin/emotionaware-client", client, 1), cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=300)
+        assert proc.returncode == 0, (command, err.decode())
+        outputs.append(out.decode())
+    rows = (tmp_path / "tickets.jsonl").read_text().splitlines()
+    assert len(rows) == 320 and "320 of 320 rows" in outputs[0]
+    assert "<svg" in (tmp_path / "tickets.html").read_text()
+    assert outputs[2].splitlines()[0].startswith("  ann: ") and "1 earlier turns read" in outputs[2]
