@@ -364,14 +364,16 @@ def run_sweep(
     levels: Sequence[int] = LEVELS,
     batch_levels: Sequence[int] | None = None,
     factor: float | None = 4.0,
+    capacity_s: float = 10.0,
 ) -> Sweep:
     """Closed loops at each level for unary calls and 64-text batches (``batch_levels``, default
-    the same), then ``factor`` times the unary capacity as an open loop (None: no open loop)."""
+    the same), then ``factor`` times the unary capacity as an open loop (None: no open loop);
+    capacity is measured first, ``capacity_s`` per shape."""
     t = serve.target
     asyncio.run(closed_loop(t, _unary(c), 32, 3))  # warm-up: a session's first runs are slow
     capacity = {
-        "unary": asyncio.run(closed_loop(t, _unary(c), 32, 10)).rate,
-        f"batch {BATCH}": asyncio.run(closed_loop(t, _batch(c), 4, 10, batch=True)).rate,
+        "unary": asyncio.run(closed_loop(t, _unary(c), 32, capacity_s)).rate,
+        f"batch {BATCH}": asyncio.run(closed_loop(t, _batch(c), 4, capacity_s, batch=True)).rate,
     }
     rows = []
     shapes = (
@@ -455,11 +457,16 @@ async def bulk_job(target: str, c: Corpus, total: int, concurrency: int) -> Outc
 
 
 def run_mixed(
-    serve: Serve, c: Corpus, bulk_texts: int = 20_000, bulk_concurrency: int = 8, share: float = 0.5
+    serve: Serve,
+    c: Corpus,
+    bulk_texts: int = 20_000,
+    bulk_concurrency: int = 8,
+    share: float = 0.5,
+    capacity_s: float = 10.0,
 ) -> Mixed:
     t = serve.target
     asyncio.run(closed_loop(t, _unary(c), 32, 3))
-    capacity = asyncio.run(closed_loop(t, _unary(c), 32, 10)).rate
+    capacity = asyncio.run(closed_loop(t, _unary(c), 32, capacity_s)).rate
     alone = asyncio.run(bulk_job(t, c, min(bulk_texts, 4096), bulk_concurrency)).rate
     before = refusals(serve.metrics_port)
     interactive, bulk = asyncio.run(_mixed(t, c, share * capacity, bulk_texts, bulk_concurrency))

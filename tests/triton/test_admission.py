@@ -27,7 +27,7 @@ def corpus(data_dir):
 
 
 def test_ordinary_loads_are_served_without_a_refusal(serve, corpus):
-    outcomes = admission.run_cases(serve, corpus, seconds=8)
+    outcomes = admission.run_cases(serve, corpus, seconds=5)
     print("\n".join(admission.cases_lines(outcomes)))
     stream, *bulk, callers = outcomes
     assert stream.texts == 200  # one stream written as fast as the client can: slowed, not refused
@@ -38,7 +38,9 @@ def test_ordinary_loads_are_served_without_a_refusal(serve, corpus):
 
 
 def test_closed_loops_past_capacity_keep_their_goodput(serve, corpus):
-    sweep = admission.run_sweep(serve, corpus, seconds=8, levels=(16, 256), batch_levels=(16,), factor=None)
+    sweep = admission.run_sweep(
+        serve, corpus, seconds=6, levels=(16, 256), batch_levels=(16,), factor=None, capacity_s=6
+    )
     print("\n".join(admission.sweep_lines(sweep)))
     rows = {(shape, level): o for shape, level, o in sweep.rows}
     c16 = rows["unary", "c16"]
@@ -57,10 +59,10 @@ def test_closed_loops_past_capacity_keep_their_goodput(serve, corpus):
 
 
 def test_a_bulk_job_beside_interactive_callers(serve, corpus):
-    mixed = admission.run_mixed(serve, corpus, bulk_texts=4096)
+    mixed = admission.run_mixed(serve, corpus, bulk_texts=3072, capacity_s=6)
     print("\n".join(admission.mixed_lines(mixed)))
     interactive, bulk = mixed.interactive, mixed.bulk
-    assert bulk.texts == 4096 and bulk.refused == 0 and not bulk.errors
+    assert bulk.texts == 3072 and bulk.refused == 0 and not bulk.errors
     assert interactive.refused == 0 and not interactive.errors
     assert admission.percentile(interactive.served_ms, 99) <= BUDGET_MS
     left = mixed.capacity - interactive.rate
