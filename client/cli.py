@@ -157,22 +157,34 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print responses as JSON")
         p.add_argument("--top", type=int, default=5, help="labels shown per text (default: %(default)s)")
 
-    classify = sub.add_parser("classify", help="classify one text")
+    def examples(command: str, *lines: str) -> dict[str, Any]:
+        """Keyword arguments of a sub-command whose --help ends with these example lines."""
+        return {"formatter_class": argparse.RawDescriptionHelpFormatter,
+                "epilog": "examples:\n" + "\n".join(f"  emotionaware-client {command} {line}".rstrip() for line in lines)}  # fmt: skip
+
+    classify = sub.add_parser("classify", help="classify one text", **examples("classify",
+        '"Thank you so much for your help!"',
+        '--view ekman --top 3 "I miss her so much"',
+        '--model conversation --speaker bob --context "ann:I got the job!" "No way!"',
+        '--chunk --json "$(cat examples/long-letter.txt)"',
+    ))  # fmt: skip
     classify.add_argument("text")
     classify.add_argument("--context", type=turn, action="append", default=[], metavar="SPEAKER:TEXT",
                           help="an earlier turn, oldest first (repeat); for conversation models")  # fmt: skip
     classify.add_argument("--speaker", default="", help="speaker of TEXT, compared with the context's")
     with_options(classify)
     batch = sub.add_parser(
-        "batch", help="classify many texts (arguments, or one per line of stdin, blank lines kept in place)"
-    )
+        "batch", help="classify many texts (arguments, or one per line of stdin, blank lines kept in place)",
+        **examples("batch", '"I love it" "This is scary"', "--view sentiment < texts.txt", "--json < texts.txt"),
+    )  # fmt: skip
     batch.add_argument("texts", nargs="*")
     with_options(batch)
     stream = sub.add_parser(
-        "stream", help="conversation messages: JSON lines on stdin, one response each, in order"
-    )
+        "stream", help="conversation messages: JSON lines on stdin, one response each, in order",
+        **examples("stream", "< examples/conversation.jsonl", "--json < examples/conversation.jsonl"),
+    )  # fmt: skip
     with_options(stream)
-    analyze_cmd = sub.add_parser(
+    analyze_cmd = sub.add_parser(  # its own epilog: examples and what resuming means
         "analyze",
         help="classify the texts of files (CSV, JSONL, Parquet, text) into a results file, resumably",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -207,7 +219,10 @@ restart)? Run the same command again: it continues after the last row written.""
                              help="stop when the server is unavailable or refuses for this long (default: %(default)s)")  # fmt: skip
     analyze_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
     analyze_cmd.add_argument("--json", action="store_true", help="print the run's facts as JSON at the end")
-    report = sub.add_parser("report", help="write a self-contained HTML report of a results file")
+    report = sub.add_parser("report", help="write a self-contained HTML report of a results file", **examples("report",
+        "tickets.jsonl                        # -> tickets.html",
+        'tickets.csv -o march.html --title "Support inbox, March"',
+    ))  # fmt: skip
     report.add_argument("results", type=Path, help="a results file of analyze (.jsonl, .csv or .parquet)")
     report.add_argument("-o", "--output", type=Path, help="HTML file (default: RESULTS with .html)")
     report.add_argument("--title", help="the report's title")
@@ -227,11 +242,14 @@ restart)? Run the same command again: it continues after the last row written.""
     chat.add_argument("--view", choices=VIEWS, default="native", help="label set (default: the model's own)")
     chat.add_argument("--top", type=int, default=3, help="emotions shown per turn (default: %(default)s)")
     chat.add_argument("--json", action="store_true", help="one JSON object per turn")
-    models = sub.add_parser("models", help="list models and aliases")
+    models = sub.add_parser("models", help="list models and aliases", **examples("models", "", "--json"))
     models.add_argument("--json", action="store_true", help="print the models as JSON")
-    model = sub.add_parser("model", help="describe one model or alias (JSON)")
+    model = sub.add_parser("model", help="describe one model or alias (JSON)",
+                           **examples("model", "conversation", "default"))  # fmt: skip
     model.add_argument("name", nargs="?", default="")
-    sub.add_parser("health", help="print the gateway's gRPC health status")
+    health = sub.add_parser("health", help="print the gateway's gRPC health status (exit 1 unless SERVING)",
+                            **examples("health", "", "--json"))  # fmt: skip
+    health.add_argument("--json", action="store_true", help='print {"status": ...}')
     return parser
 
 
@@ -305,7 +323,7 @@ def stream_lines(client: EmotionClient, lines: Iterable[str], args: argparse.Nam
 def run(args: argparse.Namespace, client: EmotionClient) -> int:
     if args.command == "health":
         status = client.health()
-        print(status)
+        print(json.dumps({"status": status}) if args.json else status)
         return 0 if status == "SERVING" else 1
     if args.command == "models":
         models = client.models()
