@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
-import io
 import json
 import sys
 import time
@@ -216,9 +215,12 @@ def count_rows(path: Path, fmt: str) -> int:
     if fmt == "csv":
         with path.open(encoding="utf-8-sig", newline="") as fh:
             return max(sum(1 for _ in csv.reader(fh, dialect=_dialect(path))) - 1, 0)
-    with path.open("rb") as fh:
-        data = fh.read()
-    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    lines, last = 0, b"\n"
+    with path.open("rb") as fh:  # in blocks: the file may be larger than memory
+        while block := fh.read(1 << 20):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n")
 
 
 def fingerprint(path: Path) -> dict[str, Any]:
@@ -259,28 +261,32 @@ def csv_cells(record: dict[str, Any], labels: Sequence[str]) -> list[Any]:
 
 
 def _complete_prefix(path: Path, fmt: str) -> int:
-    """Complete rows at the start of an existing output; cuts off a half-written tail."""
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1  # a line without its newline was cut short
-    if fmt == "jsonl":
-        lines = data[:end].splitlines(keepends=True)
-        good = 0
-        for line in lines:
-            try:
-                json.loads(line)
-            except json.JSONDecodeError:
-                break
-            good += 1
-        end = sum(len(x) for x in lines[:good])
-        rows = good
-    else:  # csv: records may span lines; count what the reader completes within ``end``
-        text = data[:end].decode("utf-8")
-        records = list(csv.reader(io.StringIO(text, newline="")))
-        rows = max(len(records) - 1, 0)
-    if end != len(data):
+    """Complete rows at the start of an existing output; cuts off a half-written tail.
+
+    Reads line by line (an output may be larger than memory). A CSV record ends at a newline
+    outside quotes: quotes are doubled inside fields, so an even count so far means outside.
+    """
+    rows = end = offset = quotes = 0
+    with path.open("rb") as fh:
+        for line in fh:
+            offset += len(line)
+            if not line.endswith(b"\n"):
+                break  # cut short by the interruption
+            if fmt == "jsonl":
+                try:
+                    json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    break
+            else:
+                quotes += line.count(b'"')
+                if quotes % 2:
+                    continue  # inside a quoted field that spans lines
+                quotes = 0
+            rows, end = rows + 1, offset
+    if end != path.stat().st_size:
         with path.open("r+b") as fh:
             fh.truncate(end)
-    return rows
+    return max(rows - 1, 0) if fmt == "csv" else rows  # a CSV's first record is its header
 
 
 class ResultWriter:
