@@ -59,10 +59,10 @@ def test_closed_loops_past_capacity_keep_their_goodput(serve, corpus):
 
 
 def test_a_bulk_job_beside_interactive_callers(serve, corpus):
-    mixed = admission.run_mixed(serve, corpus, bulk_texts=2048, capacity_s=6)
+    mixed = admission.run_mixed(serve, corpus, bulk_texts=4096, capacity_s=6)
     print("\n".join(admission.mixed_lines(mixed)))
     interactive, bulk = mixed.interactive, mixed.bulk
-    assert bulk.texts == 2048 and bulk.refused == 0 and not bulk.errors
+    assert bulk.texts == 4096 and bulk.refused == 0 and not bulk.errors
     assert interactive.refused == 0 and not interactive.errors
     assert admission.percentile(interactive.served_ms, 99) <= BUDGET_MS
     left = mixed.capacity - interactive.rate
