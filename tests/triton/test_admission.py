@@ -59,7 +59,7 @@ def test_closed_loops_past_capacity_keep_their_goodput(serve, corpus):
 
 
 def test_a_bulk_job_beside_interactive_callers(serve, corpus):
-    mixed = admission.run_mixed(serve, corpus, bulk_texts=4096, capacity_s=6)
+    mixed = admission.run_mixed(serve, corpus, bulk_texts=4096)
     print("\n".join(admission.mixed_lines(mixed)))
     interactive, bulk = mixed.interactive, mixed.bulk
     assert bulk.texts == 4096 and bulk.refused == 0 and not bulk.errors
