@@ -376,13 +376,24 @@ class OverloadResult:
         every other call.
         """
         cancelled = self.codes.get("CANCELLED", 0)
-        matched = all(self.answered.get(k, 0) == self.codes.get(k, 0) for k in ("OK", "RESOURCE_EXHAUSTED"))
+        handled = {"OK": self.codes.get("OK", 0), "RESOURCE_EXHAUSTED": self.gateway_refused}
+        matched = all(self.answered.get(k, 0) == v for k, v in handled.items())
         return cancelled if matched and set(self.answered) <= {"OK", "RESOURCE_EXHAUSTED"} else 0
+
+    @property
+    def core_refused(self) -> int:
+        """RESOURCE_EXHAUSTED from gRPC's core: calls over ``max_concurrent_rpcs``, no handler run."""
+        return self.codes.get(_CORE_REFUSED, 0)
+
+    @property
+    def gateway_refused(self) -> int:
+        """RESOURCE_EXHAUSTED the gateway's admission answered (with ``retry-after-ms``)."""
+        return self.codes.get("RESOURCE_EXHAUSTED", 0) - self.core_refused
 
     def codes_ok(self) -> bool:
         """The gateway answered only OK and RESOURCE_EXHAUSTED; the client saw nothing else but
-        calls the gateway never handled (:attr:`never_handled`)."""
-        seen = {k for k in self.codes if not (k == "CANCELLED" and self.never_handled)}
+        calls the gateway never handled (:attr:`never_handled`, :attr:`core_refused`)."""
+        seen = {k for k in self.codes if not (k == "CANCELLED" and self.never_handled)} - {_CORE_REFUSED}
         return set(self.answered) <= {"OK", "RESOURCE_EXHAUSTED"} and seen <= {"OK", "RESOURCE_EXHAUSTED"}
 
     def ok(self, budget_ms: float) -> bool:
@@ -410,9 +421,10 @@ class OverloadResult:
             f"| accepted p50 / p99, in the gateway | {q(self.served, 50):.0f} / {q(self.served, 99):.0f} ms |",
             f"| accepted p50 / p99, as the client saw them | {q(self.accepted, 50):.0f} / {q(self.accepted, 99):.0f} ms |",
             f"| refused (RESOURCE_EXHAUSTED) | {len(self.refused)} |",
+            f"| of which by gRPC's core over max_concurrent_rpcs, before any handler | {self.core_refused} |",
             f"| refusal p50 / p99 | {q(self.refused, 50):.1f} / {q(self.refused, 99):.1f} ms |",
             f"| refusals by the gateway's reason | {', '.join(f'{k} {v}' for k, v in sorted(self.reasons.items())) or 'none'} |",
-            f"| other status codes | {', '.join(f'{k} {v}' for k, v in sorted(self.codes.items()) if k not in ('OK', 'RESOURCE_EXHAUSTED')) or 'none'} |",
+            f"| other status codes | {', '.join(f'{k} {v}' for k, v in sorted(self.codes.items()) if k not in ('OK', 'RESOURCE_EXHAUSTED', _CORE_REFUSED)) or 'none'} |",
             f"| status codes as the gateway answered them | {', '.join(f'{k} {v}' for k, v in sorted(self.answered.items()))} |",
             f"| CANCELLED at the client for calls no handler ran (RST_STREAM from the server's core) | {self.never_handled} |",
             f"| gateway RSS start / max | {self.rss_start:.0f} / {self.rss_max:.0f} MiB |",
@@ -452,6 +464,8 @@ async def _closed_loop(target: str, workers: int, seconds: float) -> float:
 
 
 _AFTER_CALLS = 20
+# A RESOURCE_EXHAUSTED no handler of the gateway ran (also counted under RESOURCE_EXHAUSTED).
+_CORE_REFUSED = "RESOURCE_EXHAUSTED before any handler"
 _WINDOW_S = 10
 
 
@@ -474,6 +488,10 @@ async def _open_loop(target: str, rate: float, seconds: float, gateway_pid: int,
                 codes[err.code().name] += 1
                 if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     refused.append((time.perf_counter() - began) * 1e3)
+                    # The gateway's refusals say when to retry; gRPC's core, refusing a call over
+                    # max_concurrent_rpcs before any handler runs, does not.
+                    if not any(k == "retry-after-ms" for k, _ in (err.trailing_metadata() or ())):
+                        codes[_CORE_REFUSED] += 1
                 else:
                     took = time.perf_counter() - began
                     unexpected[f"{err.code().name} after {took:.1f} s: {(err.details() or '')[:120]}"] += 1
