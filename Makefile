@@ -29,7 +29,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export EMOTIONAWARE_DATA_DIR := $(abspath $(DATA_DIR))
 
-.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs proto train probes eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence transports analyze-rate auth-cost gpu-bundle images constraints clean
+.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs golden golden-check proto train probes eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence transports analyze-rate auth-cost gpu-bundle images constraints clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -172,6 +172,12 @@ analyze-rate: $(STAMP_DEV) export-if-stale ## analyze on 20,000 rows against a p
 
 auth-cost: $(STAMP_DEV) export-if-stale ## what authentication, quotas and the audit line cost per call (~2 min) -> bench/results/
 	$(PY) -m bench.auth --calls 2000 --out $(call RESULT,auth-cost)
+
+golden: $(STAMP_DEV) export-if-stale ## re-make models/*/golden.json: served scores of 500 dev texts per model (after a model changes)
+	$(PY) -m launcher.golden write --data-dir $(DATA_DIR)
+
+golden-check: $(STAMP_DEV) export-if-stale ## served scores on this CPU against the committed golden ones, as a table (CI runs it as a test)
+	$(PY) -m launcher.golden check --data-dir $(DATA_DIR)
 
 cpu-graphs: $(STAMP_DEV) proto ## candidate CPU graphs side by side (speed, dev/test, batch deviation) -> bench/results/ (~15 min)
 	$(PY) -m bench.cpu_graphs --data-dir $(DATA_DIR) $(foreach m,$(or $(MODELS),goemotions),--model $(m)) \

@@ -78,6 +78,7 @@ async def gateway(grpc_settings, backend):
 
 @pytest.fixture
 async def channel(gateway, backend):
+    await backend.idle()
     backend.reset()
     settings, _ = gateway
     async with grpc.aio.insecure_channel(settings.listen) as ch:

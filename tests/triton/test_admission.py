@@ -46,9 +46,11 @@ def test_closed_loops_past_capacity_keep_their_goodput(serve, corpus):
     c16 = rows["unary", "c16"]
     assert c16.refused == 0 and not c16.errors  # within the budget: nothing refused
     # Callers that resend a refused call at once: the server paces them instead of spinning.
-    # The long form (make overload) reports >= 0.9 on an idle host; CI hosts are noisier.
+    # Goodput held, not collapsed (it was 0.36 of capacity before pacing). The long form (make
+    # overload) reports the 0.9 goal; here the same code measured 0.74 to 1.17 of a 6 s
+    # capacity measure across runs on one 2-CPU host, so this bound only separates the two.
     c256 = rows["unary", "c256"]
-    assert c256.rate >= 0.75 * sweep.capacity["unary"] and not c256.errors
+    assert c256.rate >= 0.6 * sweep.capacity["unary"] and not c256.errors
     assert admission.percentile(c256.served_ms, 99) <= 1.2 * BUDGET_MS  # accepted calls in the budget
     bulk = rows[f"batch {admission.BATCH}", "c16"]
     assert (
