@@ -232,6 +232,9 @@ class HttpTransport:
             except GatewayError as exc:
                 code = to_status(exc)[0]
                 return error_response(exc)
+            except web.HTTPException as exc:  # aiohttp's own refusal (a body over the limit): the
+                code = _HTTP_CODES.get(exc.status, Code.UNKNOWN)  # middleware answers it; the
+                raise  # audit line and metrics get its code
             except asyncio.CancelledError:
                 code = Code.CANCELLED
                 raise

@@ -213,3 +213,28 @@ async def test_a_non_loopback_http_port_needs_authentication(grpc_settings):
     with pytest.raises(ValueError, match=r"refusing to serve 0\.0\.0\.0:8080 without authentication"):
         replace(grpc_settings, http_listen="0.0.0.0:8080")
     replace(grpc_settings, http_listen="0.0.0.0:8080", allow_unauthenticated=True)
+
+
+def _client_requests(method: str, code: str) -> float:
+    from gateway.metrics import CLIENT_REQUESTS
+
+    return sum(
+        s.value
+        for metric in CLIENT_REQUESTS.collect()
+        for s in metric.samples
+        if s.name.endswith("_total") and s.labels["method"] == method and s.labels["code"] == code
+    )
+
+
+async def test_a_body_over_the_limit_is_a_json_413_counted_as_invalid_argument(http, gateway):
+    settings, _ = gateway
+    before = {c: _client_requests("Classify", c) for c in ("INVALID_ARGUMENT", "UNKNOWN")}
+    body = {"text": "a" * (settings.max_message_bytes + 10)}
+    status, answer, _ = await post(http, "/v1/classify", body)
+    assert status == 413 and answer["error"]["status"] == "INVALID_ARGUMENT"
+    assert answer["error"]["message"] == (
+        f"body: the request body is larger than the limit of {settings.max_message_bytes} bytes"
+    )
+    # The audit line and the client metrics carry the answered code, not UNKNOWN.
+    assert _client_requests("Classify", "INVALID_ARGUMENT") == before["INVALID_ARGUMENT"] + 1
+    assert _client_requests("Classify", "UNKNOWN") == before["UNKNOWN"]
