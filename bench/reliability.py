@@ -390,10 +390,21 @@ class OverloadResult:
         """RESOURCE_EXHAUSTED the gateway's admission answered (with ``retry-after-ms``)."""
         return self.codes.get("RESOURCE_EXHAUSTED", 0) - self.core_refused
 
+    @property
+    def stream_refused(self) -> int:
+        """Calls refused by the HTTP/2 stream limit (REFUSED_STREAM), before any handler."""
+        return self.codes.get(_STREAM_REFUSED, 0)
+
     def codes_ok(self) -> bool:
         """The gateway answered only OK and RESOURCE_EXHAUSTED; the client saw nothing else but
-        calls the gateway never handled (:attr:`never_handled`, :attr:`core_refused`)."""
-        seen = {k for k in self.codes if not (k == "CANCELLED" and self.never_handled)} - {_CORE_REFUSED}
+        calls the gateway never handled (:attr:`never_handled`, :attr:`core_refused`,
+        :attr:`stream_refused`)."""
+        seen = {k for k in self.codes if not (k == "CANCELLED" and self.never_handled)} - {
+            _CORE_REFUSED,
+            _STREAM_REFUSED,
+        }
+        if self.codes.get("UNAVAILABLE", 0) == self.stream_refused:
+            seen.discard("UNAVAILABLE")
         return set(self.answered) <= {"OK", "RESOURCE_EXHAUSTED"} and seen <= {"OK", "RESOURCE_EXHAUSTED"}
 
     def ok(self, budget_ms: float) -> bool:
@@ -417,14 +428,16 @@ class OverloadResult:
             "| measure | value |",
             "|---|---:|",
             f"| calls sent | {self.sent} ({self.sent / self.seconds:.0f}/s) |",
-            f"| accepted calls | {len(self.accepted)} ({len(self.accepted) / self.seconds:.0f}/s) |",
+            f"| accepted calls | {len(self.accepted)} ({len(self.accepted) / self.seconds:.0f}/s, "
+            f"{len(self.accepted) / self.seconds / self.capacity:.2f} of capacity) |",
             f"| accepted p50 / p99, in the gateway | {q(self.served, 50):.0f} / {q(self.served, 99):.0f} ms |",
             f"| accepted p50 / p99, as the client saw them | {q(self.accepted, 50):.0f} / {q(self.accepted, 99):.0f} ms |",
             f"| refused (RESOURCE_EXHAUSTED) | {len(self.refused)} |",
             f"| of which by gRPC's core over max_concurrent_rpcs, before any handler | {self.core_refused} |",
+            f"| UNAVAILABLE: streams reset by the HTTP/2 stream limit (REFUSED_STREAM), before any handler | {self.stream_refused} |",
             f"| refusal p50 / p99 | {q(self.refused, 50):.1f} / {q(self.refused, 99):.1f} ms |",
             f"| refusals by the gateway's reason | {', '.join(f'{k} {v}' for k, v in sorted(self.reasons.items())) or 'none'} |",
-            f"| other status codes | {', '.join(f'{k} {v}' for k, v in sorted(self.codes.items()) if k not in ('OK', 'RESOURCE_EXHAUSTED', _CORE_REFUSED)) or 'none'} |",
+            f"| other status codes | {', '.join(f'{k} {v}' for k, v in sorted(self.codes.items()) if k not in ('OK', 'RESOURCE_EXHAUSTED', _CORE_REFUSED, _STREAM_REFUSED) and not (k == 'UNAVAILABLE' and v == self.stream_refused)) or 'none'} |",
             f"| status codes as the gateway answered them | {', '.join(f'{k} {v}' for k, v in sorted(self.answered.items()))} |",
             f"| CANCELLED at the client for calls no handler ran (RST_STREAM from the server's core) | {self.never_handled} |",
             f"| gateway RSS start / max | {self.rss_start:.0f} / {self.rss_max:.0f} MiB |",
@@ -466,6 +479,9 @@ async def _closed_loop(target: str, workers: int, seconds: float) -> float:
 _AFTER_CALLS = 20
 # A RESOURCE_EXHAUSTED no handler of the gateway ran (also counted under RESOURCE_EXHAUSTED).
 _CORE_REFUSED = "RESOURCE_EXHAUSTED before any handler"
+# An UNAVAILABLE whose stream gRPC's HTTP/2 layer reset with REFUSED_STREAM (over
+# max_streams_per_connection): nothing ran, and the client may retry (also counted under UNAVAILABLE).
+_STREAM_REFUSED = "UNAVAILABLE, stream refused"
 _WINDOW_S = 10
 
 
@@ -492,6 +508,8 @@ async def _open_loop(target: str, rate: float, seconds: float, gateway_pid: int,
                     # max_concurrent_rpcs before any handler runs, does not.
                     if not any(k == "retry-after-ms" for k, _ in (err.trailing_metadata() or ())):
                         codes[_CORE_REFUSED] += 1
+                elif err.code() == grpc.StatusCode.UNAVAILABLE and "error code 7" in (err.details() or ""):
+                    codes[_STREAM_REFUSED] += 1  # RST_STREAM REFUSED_STREAM: the HTTP/2 stream limit
                 else:
                     took = time.perf_counter() - began
                     unexpected[f"{err.code().name} after {took:.1f} s: {(err.details() or '')[:120]}"] += 1
@@ -693,6 +711,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--budget-ms", type=float, default=500, help="overload: the gateway's queue budget (report)"
     )
+    parser.add_argument(
+        "--streams-per-connection",
+        type=int,
+        default=0,
+        help="overload: the gateway's max_streams_per_connection (0: its default, no limit)",
+    )
     parser.add_argument("--log-dir", type=Path, default=Path("build/logs/reliability"))
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
     args = parser.parse_args(argv)
@@ -702,6 +726,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Machine: {(m := machine())['cpu']}, {m['cpus']} CPUs.",
         "",
     ]
+    if args.streams_per_connection:  # the gateway's settings mirror EMOTIONAWARE_* variables
+        os.environ["EMOTIONAWARE_MAX_STREAMS_PER_CONNECTION"] = str(args.streams_per_connection)
+        lines += [f"Gateway: max_streams_per_connection {args.streams_per_connection}.", ""]
     serve = Serve(args.model_repository, args.log_dir)
     try:
         if args.proof == "chaos":

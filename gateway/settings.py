@@ -97,6 +97,14 @@ class Settings:
     max_concurrent_rpcs: int = setting(
         1024, "calls handled at once (a stream counts once); beyond: RESOURCE_EXHAUSTED"
     )
+    # A flood on one connection is refused below Python: gRPC's HTTP/2 layer resets streams past
+    # this many (REFUSED_STREAM: nothing was processed, safe to retry), so they cost the gateway
+    # no handler, parsing or admission (bench/results/*-amd-stream-limit.md).
+    max_streams_per_connection: int = setting(
+        0,
+        "HTTP/2 streams one connection may have open at once; beyond, gRPC resets new ones "
+        "(REFUSED_STREAM, UNAVAILABLE at the client, safe to retry) before any handler runs (0: no limit)",
+    )
     # A full ClassifyBatch (256 texts x 10,000 characters, up to 4 bytes each) exceeds gRPC's 4 MiB default.
     max_message_bytes: int = setting(
         16 * 1024 * 1024, "largest gRPC message accepted or sent, in bytes (client and Triton side too)"
@@ -177,6 +185,10 @@ class Settings:
                     f"{name} ({getattr(self, name)}) must hold a whole batch call (max_batch_texts "
                     f"{self.max_batch_texts})"
                 )
+        if self.max_streams_per_connection < 0:
+            raise ValueError(
+                f"max_streams_per_connection must be 0 (no limit) or more, got {self.max_streams_per_connection}"
+            )
         if self.queue_budget_ms < 0:
             raise ValueError(f"queue_budget_ms must not be negative, got {self.queue_budget_ms}")
         if min(self.batch_wait_ms, self.chunk_overlap_tokens, self.backend_retries, self.refuse_after_ms) < 0:

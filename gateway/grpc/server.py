@@ -55,6 +55,11 @@ class GrpcTransport:
             options=[
                 ("grpc.max_send_message_length", self.settings.max_message_bytes),
                 ("grpc.max_receive_message_length", self.settings.max_message_bytes),
+                *(
+                    [("grpc.max_concurrent_streams", self.settings.max_streams_per_connection)]
+                    if self.settings.max_streams_per_connection
+                    else []
+                ),
             ],
         )
         # Not the generated add_*_to_server: its deserializers raise on undecodable bytes.

@@ -370,3 +370,37 @@ async def test_an_undecodable_stream_message_gets_its_error_in_place(channel):
     assert [r.sequence for r in replies] == [0, 1]
     assert (replies[0].error.code, replies[0].error.message) == (3, "text: is not valid UTF-8")
     assert replies[1].message_id == "ok" and replies[1].result.predicted
+
+
+async def test_streams_past_the_per_connection_limit_are_refused_before_any_handler(
+    grpc_settings, exported_repo
+):
+    """max_streams_per_connection: gRPC's HTTP/2 layer resets a connection's streams past the
+    limit (REFUSED_STREAM, UNAVAILABLE at the client); the gateway never handles them."""
+    from dataclasses import replace
+
+    from gateway.metrics import REQUESTS
+
+    backend = FaultyBackend(EmbeddedBackend(exported_repo))
+    backend.delay_s = 0.5  # every call stays open while the others arrive
+    server = GatewayServer(replace(grpc_settings, max_streams_per_connection=4), backend=backend)
+    port = await server.start()
+
+    def handled() -> float:
+        return sum(s.value for m in REQUESTS.collect() for s in m.samples
+                   if s.name.endswith("_total") and s.labels["method"] == "Classify")  # fmt: skip
+
+    try:
+        before = handled()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = EmotionServiceStub(ch)
+            outcomes = await asyncio.gather(
+                *(stub.Classify(pb.ClassifyRequest(text=f"text {i}"), timeout=30) for i in range(32)),
+                return_exceptions=True,
+            )
+        refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+        assert refused and len(refused) < len(outcomes)
+        assert all(r.code() == grpc.StatusCode.UNAVAILABLE and "RST_STREAM" in r.details() for r in refused)
+        assert handled() - before == len(outcomes) - len(refused)  # the refused ones reached no handler
+    finally:
+        await server.stop()
