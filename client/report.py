@@ -209,22 +209,29 @@ def _read_jsonl(path: Path) -> Iterator[ResultRow]:
             scores = obj.get("scores") or {}
             predicted = obj.get("predicted") or []
             yield ResultRow(
-                row=_as_int(obj.get("row"), number - 1),
-                id=_opt_str(obj.get("id")),
-                timestamp=_opt_str(obj.get("timestamp")),
-                speaker=_opt_str(obj.get("speaker")),
-                conversation=_opt_str(obj.get("conversation")),
-                text=str(obj.get("text") or ""),
-                model=str(obj.get("model") or ""),
-                model_version=str(obj.get("model_version") or ""),
-                score_type=str(obj.get("score_type") or ""),
+                **_common_fields(obj, number - 1),
                 predicted=[str(p) for p in predicted] if isinstance(predicted, list) else [],
                 scores=_clean_scores(scores),
-                token_count=_as_int(obj.get("token_count")),
-                truncated=_as_bool(obj.get("truncated")),
                 error_code=(_opt_str(error.get("code")) or "ERROR") if error else None,
                 error_message=str(error.get("message") or "") if error else None,
             )
+
+
+def _common_fields(record: dict[str, Any], index: int) -> dict[str, Any]:
+    """The fields every format writes the same way (all but predicted, scores and the error)."""
+    return {
+        "row": _as_int(record.get("row"), index),
+        "id": _opt_str(record.get("id")),
+        "timestamp": _opt_str(record.get("timestamp")),
+        "speaker": _opt_str(record.get("speaker")),
+        "conversation": _opt_str(record.get("conversation")),
+        "text": str(record.get("text") or ""),
+        "model": str(record.get("model") or ""),
+        "model_version": str(record.get("model_version") or ""),
+        "score_type": str(record.get("score_type") or ""),
+        "token_count": _as_int(record.get("token_count")),
+        "truncated": _as_bool(record.get("truncated")),
+    }
 
 
 def _from_flat(record: dict[str, Any], score_columns: list[tuple[str, str]], index: int) -> ResultRow:
@@ -248,19 +255,9 @@ def _from_flat(record: dict[str, Any], score_columns: list[tuple[str, str]], ind
     code = _opt_str(record.get("error_code"))
     message = _opt_str(record.get("error_message"))
     return ResultRow(
-        row=_as_int(record.get("row"), index),
-        id=_opt_str(record.get("id")),
-        timestamp=_opt_str(record.get("timestamp")),
-        speaker=_opt_str(record.get("speaker")),
-        conversation=_opt_str(record.get("conversation")),
-        text=str(record.get("text") or ""),
-        model=str(record.get("model") or ""),
-        model_version=str(record.get("model_version") or ""),
-        score_type=str(record.get("score_type") or ""),
+        **_common_fields(record, index),
         predicted=labels,
         scores=scores,
-        token_count=_as_int(record.get("token_count")),
-        truncated=_as_bool(record.get("truncated")),
         error_code=code or ("ERROR" if message else None),
         error_message=(message or "") if (code or message) else None,
     )

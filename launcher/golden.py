@@ -235,10 +235,10 @@ def load(model: str, models_dir: Path = MODELS_DIR) -> Golden:
 
 def _at_boundary(golden: Golden, a: Served, b: Served) -> bool:
     """Whether every label whose membership differs sits within TOLERANCE of its boundary."""
-    differs = [i for i, k in enumerate(golden.labels) if (k in a.predicted) != (k in b.predicted)]
     if golden.score_type == "softmax":  # the top label: a tie within the tolerance
         top = sorted(a.scores, reverse=True)
         return len(top) > 1 and top[0] - top[1] <= 2 * TOLERANCE
+    differs = [i for i, k in enumerate(golden.labels) if (k in a.predicted) != (k in b.predicted)]
     return all(abs(a.scores[i] - a.thresholds[i]) <= TOLERANCE for i in differs)
 
 
