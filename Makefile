@@ -29,7 +29,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export EMOTIONAWARE_DATA_DIR := $(abspath $(DATA_DIR))
 
-.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs golden golden-check proto train probes eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence transports analyze-rate auth-cost gpu-bundle images constraints clean
+.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs latency-split golden golden-check proto train probes eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence transports analyze-rate auth-cost gpu-bundle images constraints clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -170,6 +170,9 @@ transports: $(STAMP_DEV) export-if-stale ## HTTP/JSON against gRPC, unary closed
 analyze-rate: $(STAMP_DEV) export-if-stale ## analyze on 20,000 rows against a plain ClassifyBatch loop, one run (~5 min) -> bench/results/
 	$(PY) -m bench.files --out $(call RESULT,analyze-rate)
 
+latency-split: $(STAMP_DEV) export-if-stale ## where a unary call's time goes: client, gateway stages, Triton, ONNX Runtime; embedded as control (~2 min) -> bench/results/
+	$(PY) -m bench.latency_split --calls 1000 --out $(call RESULT,latency-split)
+
 auth-cost: $(STAMP_DEV) export-if-stale ## what authentication, quotas and the audit line cost per call (~2 min) -> bench/results/
 	$(PY) -m bench.auth --calls 2000 --out $(call RESULT,auth-cost)
 
@@ -179,9 +182,9 @@ golden: $(STAMP_DEV) export-if-stale ## re-make models/*/golden.json: served sco
 golden-check: $(STAMP_DEV) export-if-stale ## served scores on this CPU against the committed golden ones, as a table (CI runs it as a test)
 	$(PY) -m launcher.golden check --data-dir $(DATA_DIR)
 
-cpu-graphs: $(STAMP_DEV) proto ## candidate CPU graphs side by side (speed, dev/test, batch deviation) -> bench/results/ (~15 min)
+cpu-graphs: $(STAMP_DEV) proto ## candidate CPU graphs side by side (speed, dev/test, batch and CPU independence, golden) -> bench/results/ (~30 min a model)
 	$(PY) -m bench.cpu_graphs --data-dir $(DATA_DIR) $(foreach m,$(or $(MODELS),goemotions),--model $(m)) \
-	  --out bench/results/$(shell date +%F)-cpu-graphs.md
+	  --out $(call RESULT,cpu-graphs)
 
 constraints: $(STAMP_DEV) ## re-pin constraints.txt from the current venv
 	{ echo "# Exact versions resolved together on Python 3.11 (make setup installs with -c constraints.txt)."; \

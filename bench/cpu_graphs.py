@@ -5,22 +5,39 @@
 For each candidate graph of a committed artifact, on this machine and the same thread count:
 
 - speed: texts/s over the whole dev split in length-sorted batches of 64 (model time only),
-  and the ratio to the fused fp32 graph measured in the same run;
+  and one text per run over 200 dev texts (what an idle server's interactive call costs), each
+  with its ratio to the fused fp32 graph measured in the same run;
 - quality: dev and test headline metric, with thresholds tuned on dev for that graph
   (multi-label) or the top label (single-label);
 - batch independence: 200 dev texts scored alone and inside batches of 64 with random
   others (two different mixes): the largest score difference and how many predicted sets
   change. A served score must not depend on batch neighbours (limit 1e-4).
 
-Candidates: ONNX Runtime fused fp32; dynamic int8 (activation scales per batch: today's
-graph), also with 7-bit weights; static int8 (QDQ, activation scales calibrated once on
-training texts, 7-bit per-channel weights); OpenVINO fp32 when the package is installed.
-Writes a Markdown table to stdout and, with ``--out``, to a file.
+- golden: the largest score difference against the model's committed golden scores
+  (``models/<model>/golden.json``, made by the served fp32 graph) on its texts that fit one
+  window: for an fp32 graph the cross-machine check, for an int8 one its quantization error.
+- CPU independence: the float kernels of different CPUs (AVX2, AVX-512, AMX paths of softmax,
+  layer norm, GELU) differ in the last bits. This column measures what such a difference does
+  to the scores: the graph is run with the float input of every quantizer (for an fp32 graph:
+  of every MatMul and Attention) multiplied by 1 + 2^-23 and by 1 - 2^-23, one unit in the last
+  place, over 200 dev texts alone, and the largest score change is reported. A graph whose
+  scores move by more than the golden tolerance here cannot give one answer on every CPU.
+
+Candidates: ONNX Runtime fused fp32 (served); dynamic int8 (activation scales per batch: the
+graph served until 2026-12-01, for reference); static int8 (QDQ, activation scales calibrated
+once on single unpadded training texts, MatMuls with a weight operand only, per-channel)
+quantized *before* transformer fusion so that ONNX Runtime fuses the quantized MatMuls at load,
+with 7-bit weights (u8 x s7 pair sums cannot saturate AVX2's 16-bit ``vpmaddubsw``) and with
+8-bit weights under ``session.x64quantprecision`` (MLAS's saturation-free AVX2 path); static
+int8 of the feed-forward MatMuls only, on the fused fp32 graph; OpenVINO fp32 and OpenVINO
+with NNCF static int8 (``INFERENCE_PRECISION_HINT=f32`` so nothing runs in bf16), when
+installed. Writes a Markdown table to stdout and, with ``--out``, to a file.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import sys
 import tempfile
@@ -46,23 +63,33 @@ Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
 class Row:
     model: str
     graph: str
-    texts_per_s: float
+    texts_per_s: float  # in length-sorted batches of 64
     ratio: float
+    alone_per_s: float  # one text per run
+    alone_ratio: float
     dev: float
     test: float
     max_dev: float
     set_changes: int
+    golden: float | None = None  # largest |score - golden score|; None: no golden texts measured
+    golden_sets: int = 0  # golden texts whose predicted set differs
+    ulp: float | None = None  # largest score change under a one-ulp nudge; None: not measured
 
     def markdown(self) -> str:
+        golden = "-" if self.golden is None else f"{self.golden:.2e} / {self.golden_sets}"
         return (
-            f"| {self.model} | {self.graph} | {self.texts_per_s:.0f} | {self.ratio:.2f} | {self.dev:.4f} | "
-            f"{self.test:.4f} | {self.max_dev:.2e} | {self.set_changes} |"
+            f"| {self.model} | {self.graph} | {self.texts_per_s:.0f} | {self.ratio:.2f} | {self.alone_per_s:.0f} | "
+            f"{self.alone_ratio:.2f} | {self.dev:.4f} | "
+            f"{self.test:.4f} | {self.max_dev:.2e} | {self.set_changes} | {golden} | "
+            f"{'-' if self.ulp is None else f'{self.ulp:.2e}'} |"
         )
 
 
 HEADER = (
-    "| model | graph | texts/s | x fp32 | dev | test | max score diff across batches | predicted sets changed |\n"
-    "|---|---|---|---|---|---|---|---|"
+    "| model | graph | texts/s, batches of 64 | x fp32 | texts/s, one per run | x fp32 | dev | test "
+    "| max score diff across batches "
+    "| predicted sets changed | vs golden: max diff / sets changed | max score diff, one-ulp nudge |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
 )
 
 
@@ -90,12 +117,14 @@ def logits_sorted(run: Runner, ids: Sequence[Sequence[int]], pad_id: int, names:
     return out
 
 
-def ort_runner(path: Path, threads: int) -> Runner:
+def ort_runner(path: Path, threads: int, config: dict[str, str] | None = None) -> Runner:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return lambda feed: session.run(["logits"], feed)[0]
 
@@ -179,21 +208,34 @@ class _TokenFeeds:
         return next(self._feeds, None)
 
 
+def weight_matmuls(path: Path, only: Callable[[str], bool] = lambda name: True) -> list[str]:
+    """Names of the MatMul nodes whose second operand is a weight (an initializer)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    weights = {i.name for i in graph.initializer}
+    return [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights and only(n.name)]
+
+
 def quantize_int8_static(
-    src: Path, dst: Path, calibration_ids: Sequence[Sequence[int]], input_names: Sequence[str]
+    src: Path,
+    dst: Path,
+    calibration_ids: Sequence[Sequence[int]],
+    input_names: Sequence[str],
+    *,
+    reduce_range: bool = True,
+    nodes: Sequence[str] | None = None,
 ) -> None:
     """Static int8 (QDQ): activation scales calibrated once, so no score depends on batch neighbours.
 
-    Only MatMuls with a weight operand are quantized. Weights are per-channel and 7-bit
-    (``reduce_range``): u8 x s7 products cannot saturate the 16-bit pair sums of AVX2's
-    ``vpmaddubsw``, so the integer products are exact on AVX2, AVX-512, VNNI and AMX alike.
+    Only MatMuls with a weight operand are quantized (``nodes`` narrows them further). Weights
+    are per-channel; 7-bit (``reduce_range``) u8 x s7 products cannot saturate the 16-bit pair
+    sums of AVX2's ``vpmaddubsw``, so the integer products are exact on AVX2, AVX-512, VNNI and
+    AMX alike.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    graph = onnx.load(str(src))
-    weights = {i.name for i in graph.graph.initializer}
-    nodes = [n.name for n in graph.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
     quantize_static(
         str(src),
         str(dst),
@@ -202,11 +244,143 @@ def quantize_int8_static(
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
-        reduce_range=True,
-        nodes_to_quantize=nodes,
+        reduce_range=reduce_range,
+        nodes_to_quantize=list(nodes if nodes is not None else weight_matmuls(src)),
         calibrate_method=CalibrationMethod.MinMax,
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
+
+
+def pre_processed(src: Path, dst: Path) -> Path:
+    """The unfused graph with shapes inferred and constants folded: what the quantizer should see,
+    so that every MatMul is still a MatMul (the fused Attention op hides four of them)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    # Symbolic shape inference gives up on the exported position ids (Min(512, sequence));
+    # ONNX shape inference is enough to type every MatMul.
+    # It leaves temporary files in the working folder: work beside the output.
+    with contextlib.chdir(dst.parent):
+        quant_pre_process(str(src.resolve()), str(dst.resolve()), skip_symbolic_shape=True)
+    return dst
+
+
+def _feed_forward(name: str) -> bool:
+    # The exporter names nodes after the module path: .../intermediate/dense/MatMul and
+    # .../output/dense/MatMul (the attention block's is .../attention/output/dense/MatMul).
+    return "attention" not in name and ("intermediate" in name or "/output/" in name)
+
+
+_NUDGED = ("QuantizeLinear", "DynamicQuantizeLinear")
+
+
+def nudged(src: Path, dst: Path, ulps: int) -> Path:
+    """A copy of the graph whose quantizers' float inputs (or, without quantizers, whose MatMul
+    and Attention inputs) are multiplied by ``1 + ulps * 2**-23``."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    weights = {i.name for i in graph.initializer}
+    quantized = any(n.op_type in _NUDGED for n in graph.node)
+    kinds = _NUDGED if quantized else ("MatMul", "Attention")
+    factor = "ulp_nudge_factor"
+    graph.initializer.append(numpy_helper.from_array(np.array(1.0 + ulps * 2.0**-23, np.float32), factor))
+    nodes = []
+    for node in graph.node:
+        if node.op_type in kinds and node.input[0] not in weights:
+            moved = node.input[0] + "/ulp_nudged"
+            nodes.append(
+                helper.make_node("Mul", [node.input[0], factor], [moved], name=node.name + "/ulp_nudge")
+            )
+            node.input[0] = moved
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def ulp_sensitivity(
+    make: Callable[[Path], Runner | None], path: Path, ids: list[list[int]], pad_id: int, names, problem
+) -> float:
+    """Largest score change when every nudged float input moves by one ulp up or down."""
+
+    def scores(run: Runner) -> np.ndarray:
+        return to_scores(np.concatenate([run(padded([r], pad_id, names)) for r in ids]), problem)
+
+    base = scores(make(path))
+    worst = 0.0
+    for ulps in (1, -1):
+        moved = nudged(path, path.with_name(f"{path.stem}.nudged{ulps:+d}.onnx"), ulps)
+        worst = max(worst, float(np.abs(scores(make(moved)) - base).max()))
+    return worst
+
+
+def openvino_nncf_runner(path: Path, threads: int, calibration: list[dict[str, np.ndarray]]) -> Runner | None:
+    """OpenVINO with NNCF's static int8 (transformer preset), run with f32 as the precision of
+    everything left in floating point."""
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError:
+        return None
+    core = ov.Core()
+    model = core.read_model(str(path))
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(calibration),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(calibration),
+    )
+    compiled = core.compile_model(
+        quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads}
+    )
+    request = compiled.create_infer_request()
+    return lambda feed: np.asarray(request.infer(feed)[compiled.output(0)])
+
+
+@dataclass(frozen=True)
+class GoldenSet:
+    """Committed golden texts that fit one window without context, as the graph sees them."""
+
+    labels: tuple[str, ...]
+    ids: list[list[int]]
+    scores: np.ndarray  # (texts, labels), as served when the file was made
+    thresholds: np.ndarray
+    predicted: list[frozenset[str]]
+
+
+def golden_set(name: str, tokenizer) -> GoldenSet | None:
+    from launcher import golden
+
+    if name != "goemotions":  # context turns and windows are the gateway's work: checked there
+        return None
+    saved = golden.load(name)
+    texts = {g.id: g for g in golden.inputs(name)}
+    ids, scores, predicted = [], [], []
+    for key, served in zip(saved.ids, saved.served, strict=True):
+        encoded = tokenizer.encode(texts[key].text)
+        if encoded.truncated:
+            continue
+        ids.append(encoded.input_ids.tolist())
+        scores.append(served.scores)
+        predicted.append(served.predicted)
+    thresholds = np.asarray(saved.served[0].thresholds, np.float32)
+    return GoldenSet(saved.labels, ids, np.asarray(scores, np.float32), thresholds, predicted)
+
+
+def golden_deviation(run: Runner, gold: GoldenSet, pad_id: int, names, problem) -> tuple[float, int]:
+    """Largest score difference against the golden scores (each text alone, as they were made),
+    and how many predicted sets differ."""
+    logits = np.concatenate([run(padded([r], pad_id, names)) for r in gold.ids])
+    scores = to_scores(logits, problem)
+    chosen = decisions(logits, problem, gold.thresholds)
+    sets = sum(
+        frozenset(gold.labels[j] for j in np.flatnonzero(row)) != want
+        for row, want in zip(chosen, gold.predicted, strict=True)
+    )
+    return float(np.abs(scores - gold.scores).max()), int(sets)
 
 
 def measure_model(name: str, data_dir: Path, threads: int, log) -> list[Row]:
@@ -246,29 +420,67 @@ def measure_model(name: str, data_dir: Path, threads: int, log) -> list[Row]:
         plain, fused = Path(tmp) / "plain.onnx", Path(tmp) / "fp32.onnx"
         source.write_onnx(plain)
         optimize(plain, fused, source.onnx_model_type, source.num_heads, source.hidden_size)
-        graphs: dict[str, Callable[[], Runner | None]] = {
-            "ORT fp32 (fused)": lambda: ort_runner(fused, threads)
-        }
+        pre = Path(tmp) / "pre.onnx"
+        pre_processed(plain, pre)
 
-        def built(build: Callable[[Path], None]) -> Callable[[], Runner]:
-            def make() -> Runner:
-                path = Path(tmp) / f"{len(graphs)}.onnx"
+        def ort(config: dict[str, str] | None = None) -> Callable[[Path], Runner]:
+            return lambda path: ort_runner(path, threads, config)
+
+        def at(stem: str) -> Path:
+            return Path(tmp) / f"{stem}.onnx"
+
+        x64 = {"session.x64quantprecision": "1"}
+        feed_forward = weight_matmuls(fused, _feed_forward)
+        calibration = [padded([ids], pad, names) for ids in pool]
+        # name, graph file, how to build it (None: exists), runner for a graph file, nudged?
+        candidates: list[
+            tuple[str, Path, Callable[[Path], None] | None, Callable[[Path], Runner | None], bool]
+        ] = [
+            ("ORT fp32 (fused; served)", fused, None, ort(), True),
+            (
+                "ORT int8 dynamic (served until 2026-12-01)",
+                at("dynamic"),
+                lambda p: quantize_int8(fused, p),
+                ort(),
+                True,
+            ),
+            (
+                "ORT int8 static QDQ before fusion, 7-bit weights",
+                at("static7"),
+                lambda p: quantize_int8_static(pre, p, pool, names, reduce_range=True),
+                ort(),
+                True,
+            ),
+            (
+                "ORT int8 static QDQ before fusion, 8-bit weights, x64quantprecision",
+                at("static8"),
+                lambda p: quantize_int8_static(pre, p, pool, names, reduce_range=False),
+                ort(x64),
+                True,
+            ),
+            (
+                "ORT int8 static QDQ, feed-forward only, on the fused graph, 7-bit weights",
+                at("ffn7"),
+                lambda p: quantize_int8_static(fused, p, pool, names, nodes=feed_forward),
+                ort(),
+                True,
+            ),
+            ("OpenVINO fp32", plain, None, lambda p: openvino_runner(p, threads), True),
+            # NNCF quantizes inside OpenVINO: there is no ONNX graph of it to nudge.
+            (
+                "OpenVINO NNCF static int8, f32 hint",
+                plain,
+                None,
+                lambda p: openvino_nncf_runner(p, threads, calibration),
+                False,
+            ),
+        ]
+        gold = golden_set(name, tokenizer)
+        fp32_speed = fp32_alone = None
+        for graph, path, build, make, nudge in candidates:
+            if build is not None:
                 build(path)
-                return ort_runner(path, threads)
-
-            return make
-
-        graphs["ORT int8 dynamic (today)"] = built(lambda p: quantize_int8(fused, p))
-        graphs["ORT int8 dynamic, 7-bit weights"] = built(
-            "dyn7", lambda p: quantize_int8(fused, p, reduce_range=True)
-        )
-        graphs["ORT int8 static QDQ, 7-bit weights"] = built(
-            lambda p: quantize_int8_static(fused, p, pool, names)
-        )
-        graphs["OpenVINO fp32"] = lambda: openvino_runner(plain, threads)
-        fp32_speed = None
-        for graph, make in graphs.items():
-            run = make()
+            run = make(path)
             if run is None:
                 log(f"{name}: {graph}: not installed, skipped")
                 continue
@@ -285,12 +497,36 @@ def measure_model(name: str, data_dir: Path, threads: int, log) -> list[Row]:
                 else np.zeros(len(source.labels))
             )
             dev = headline.score(headline.dev.targets, decisions(dev_logits, source.problem_type, thresholds))
-            to_scores(test_logits, source.problem_type)
             test = headline.score(
                 headline.test.targets, decisions(test_logits, source.problem_type, thresholds)
             )
+            started = time.perf_counter()
+            for ids in sample:
+                run(padded([ids], pad, names))
+            alone = len(sample) / (time.perf_counter() - started)
+            fp32_alone = fp32_alone or alone
             worst, changed = deviation(run, sample, dev_ids, pad, names, source.problem_type, thresholds)
-            rows.append(Row(name, graph, speed, speed / fp32_speed, dev, test, worst, changed))
+            golden, golden_sets = (
+                golden_deviation(run, gold, pad, names, source.problem_type) if gold else (None, 0)
+            )
+            ulp = ulp_sensitivity(make, path, sample, pad, names, source.problem_type) if nudge else None
+            rows.append(
+                Row(
+                    name,
+                    graph,
+                    speed,
+                    speed / fp32_speed,
+                    alone,
+                    alone / fp32_alone,
+                    dev,
+                    test,
+                    worst,
+                    changed,
+                    golden,
+                    golden_sets,
+                    ulp,
+                )
+            )
             log(rows[-1].markdown())
     return rows
 
@@ -308,10 +544,24 @@ def main(argv: list[str] | None = None) -> None:
     rows = [
         r for m in args.model or ["goemotions"] for r in measure_model(m, args.data_dir, args.threads, log)
     ]
-    table = "\n".join([HEADER, *(r.markdown() for r in rows)])
-    print(table)
+    from bench.run import machine
+
+    host = machine()
+    text = "\n".join(
+        [
+            f"# CPU graph candidates, {time.strftime('%Y-%m-%d %H:%M')}",
+            "",
+            f"Machine: {host['cpu']}, {host['cpus']} CPUs; {args.threads} ONNX Runtime threads. "
+            "`make cpu-graphs` (bench/cpu_graphs.py; its docstring defines every column).",
+            "",
+            HEADER,
+            *(r.markdown() for r in rows),
+            "",
+        ]
+    )
+    print(text)
     if args.out:
-        args.out.write_text(table + "\n")
+        args.out.write_text(text)
 
 
 if __name__ == "__main__":
