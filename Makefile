@@ -29,7 +29,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export EMOTIONAWARE_DATA_DIR := $(abspath $(DATA_DIR))
 
-.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs latency-split golden golden-check proto train probes eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence transports analyze-rate auth-cost gpu-bundle images constraints clean
+.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs latency-split peers golden golden-check proto train probes eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence transports analyze-rate auth-cost gpu-bundle images constraints clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -169,6 +169,9 @@ transports: $(STAMP_DEV) export-if-stale ## HTTP/JSON against gRPC, unary closed
 
 analyze-rate: $(STAMP_DEV) export-if-stale ## analyze on 20,000 rows against a plain ClassifyBatch loop, one run (~5 min) -> bench/results/
 	$(PY) -m bench.files --out $(call RESULT,analyze-rate)
+
+peers: $(STAMP_DEV) export-if-stale ## ours (defaults, and admission off) beside FastAPI + ONNX Runtime and the HF pipeline, same graph, one run (~6 min) -> bench/results/
+	$(PY) -m bench.peers --seconds 10 --out $(call RESULT,peers)
 
 latency-split: $(STAMP_DEV) export-if-stale ## where a unary call's time goes: client, gateway stages, Triton, ONNX Runtime; embedded as control (~2 min) -> bench/results/
 	$(PY) -m bench.latency_split --calls 1000 --out $(call RESULT,latency-split)
