@@ -122,8 +122,9 @@ images: export ## build the gateway and model-repository images (needs a Docker 
 	docker build -f docker/gateway.Dockerfile -t $(IMAGE_PREFIX)/gateway:$(VERSION) .
 	docker build -f docker/model-repository.Dockerfile -t $(IMAGE_PREFIX)/model-repository:$(VERSION) .
 
-perf: $(STAMP_PERF) $(STAMP_TRAIN) export-if-stale ## baselines, perf_analyzer -> Triton, gateway load, profile -> bench/results/ (~10 min)
+perf: $(STAMP_PERF) $(STAMP_TRAIN) export-if-stale ## baselines, perf_analyzer -> Triton, gateway load, profile, then the peers (make peers) -> bench/results/ (~17 min)
 	$(PY) -m bench.run --data-dir $(DATA_DIR) $(PERF_ARGS)
+	$(PY) -m bench.peers --data-dir $(DATA_DIR) --seconds 10 --out $(call RESULT,peers)
 
 gpu-bundle: $(STAMP_PERF) export-if-stale ## pack what a lent GPU machine lacks into build/gpu-bundle (<64 MiB; see bench/gpu/README.md)
 	$(PY) -m bench.gpu.bundle --data-dir $(DATA_DIR)
@@ -170,8 +171,8 @@ transports: $(STAMP_DEV) export-if-stale ## HTTP/JSON against gRPC, unary closed
 analyze-rate: $(STAMP_DEV) export-if-stale ## analyze on 20,000 rows against a plain ClassifyBatch loop, one run (~5 min) -> bench/results/
 	$(PY) -m bench.files --out $(call RESULT,analyze-rate)
 
-peers: $(STAMP_DEV) export-if-stale ## ours (defaults, and admission off) beside FastAPI + ONNX Runtime and the HF pipeline, same graph, one run (~6 min) -> bench/results/
-	$(PY) -m bench.peers --seconds 10 --out $(call RESULT,peers)
+peers: $(STAMP_PERF) $(STAMP_TRAIN) export-if-stale ## ours (defaults, and admission off) beside FastAPI + ONNX Runtime and the HF pipeline, same graph, one run (~6 min) -> bench/results/
+	$(PY) -m bench.peers --data-dir $(DATA_DIR) --seconds 10 --out $(call RESULT,peers)
 
 latency-split: $(STAMP_DEV) export-if-stale ## where a unary call's time goes: client, gateway stages, Triton, ONNX Runtime; embedded as control (~2 min) -> bench/results/
 	$(PY) -m bench.latency_split --calls 1000 --out $(call RESULT,latency-split)
