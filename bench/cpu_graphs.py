@@ -544,24 +544,15 @@ def main(argv: list[str] | None = None) -> None:
     rows = [
         r for m in args.model or ["goemotions"] for r in measure_model(m, args.data_dir, args.threads, log)
     ]
-    from bench.run import machine
+    from bench.run import results_page
 
-    host = machine()
-    text = "\n".join(
-        [
-            f"# CPU graph candidates, {time.strftime('%Y-%m-%d %H:%M')}",
-            "",
-            f"Machine: {host['cpu']}, {host['cpus']} CPUs; {args.threads} ONNX Runtime threads. "
-            "`make cpu-graphs` (bench/cpu_graphs.py; its docstring defines every column).",
-            "",
-            HEADER,
-            *(r.markdown() for r in rows),
-            "",
-        ]
+    results_page(
+        "CPU graph candidates",
+        f"{args.threads} ONNX Runtime threads. `make cpu-graphs` (bench/cpu_graphs.py; its docstring "
+        "defines every column).",
+        "\n".join([HEADER, *(r.markdown() for r in rows)]),
+        out=args.out,
     )
-    print(text)
-    if args.out:
-        args.out.write_text(text)
 
 
 if __name__ == "__main__":

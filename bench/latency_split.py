@@ -22,7 +22,6 @@ call in milliseconds, all from one run on this machine; a Markdown table to stdo
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from pathlib import Path
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.run import machine
+from bench.run import dev_texts, results_page
 from emotionaware.v1 import emotion_pb2 as pb
 from emotionaware.v1 import emotion_pb2_grpc
 from gateway.settings import DEFAULT_MODEL_REPOSITORY
@@ -283,7 +282,7 @@ def table(served: Split, embedded: Split) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from emotionaware.datasets import DEFAULT_DATA_DIR, load_goemotions
+    from emotionaware.datasets import DEFAULT_DATA_DIR
 
     parser = argparse.ArgumentParser(prog="bench.latency_split", description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=1000)
@@ -291,27 +290,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model-repository", type=Path, default=DEFAULT_MODEL_REPOSITORY)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    dev = [e.text for e in load_goemotions(args.data_dir).dev]
-    texts = random.Random(0).sample(dev, min(1000, len(dev)))
+    texts = dev_texts(args.data_dir)
     with tempfile.TemporaryDirectory() as tmp:
         served = served_split(args.model_repository, texts, args.calls, Path(tmp) / "serve")
         embedded = embedded_split(args.model_repository, texts, args.calls, Path(tmp) / "embedded")
-    host = machine()
-    text = "\n".join(
-        [
-            f"# latency split, {time.strftime('%Y-%m-%d %H:%M')}",
-            "",
-            f"Machine: {host['cpu']}, {host['cpus']} CPUs. `make latency-split`: {args.calls} unary "
-            f"`Classify` calls on `{MODEL}`, one at a time (c1), GoEmotions dev texts; `make serve` "
-            "defaults; means per call from the servers' own counters over the same calls.",
-            "",
-            table(served, embedded),
-            "",
-        ]
+    results_page(
+        "latency split",
+        f"`make latency-split`: {args.calls} unary `Classify` calls on `{MODEL}`, one at a time (c1), "
+        "GoEmotions dev texts; `make serve` defaults; means per call from the servers' own counters "
+        "over the same calls.",
+        table(served, embedded),
+        out=args.out,
     )
-    print(text)
-    if args.out:
-        args.out.write_text(text)
 
 
 if __name__ == "__main__":

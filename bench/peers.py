@@ -26,14 +26,13 @@ import asyncio
 import contextlib
 import itertools
 import os
-import random
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +40,7 @@ import numpy as np
 
 from bench import gateway_load
 from bench.gateway_load import LoadResult
-from bench.run import machine
+from bench.run import dev_texts, results_page
 from gateway.settings import DEFAULT_MODEL_REPOSITORY
 
 MODEL = "goemotions"
@@ -163,9 +162,10 @@ def fastapi_peer(
     texts: Sequence[str],
     seconds: float,
     log_dir: Path,
-    check: Callable[[], tuple[Sequence[str], np.ndarray]],
+    check_texts: Sequence[str],
+    reference: np.ndarray,
 ) -> tuple[Column, float]:
-    """The FastAPI peer's loads, and its largest score difference from ours on the check texts."""
+    """The FastAPI peer's loads, and its largest score difference from ``reference`` (ours) on ``check_texts``."""
     import json
 
     from launcher.tritonserver import free_port
@@ -197,7 +197,6 @@ def fastapi_peer(
                             f"the FastAPI peer did not start:\n{(log_dir / 'peer-fastapi.log').read_text()[-2000:]}"
                         ) from None
                     time.sleep(0.3)
-            check_texts, ours_scores = check()
             request = urllib.request.Request(
                 url, json.dumps({"texts": list(check_texts)}).encode(), {"Content-Type": "application/json"}
             )
@@ -206,7 +205,7 @@ def fastapi_peer(
             theirs = np.asarray(
                 json.loads(urllib.request.urlopen(request, timeout=60).read())["scores"], np.float32
             )
-            diff = float(np.abs(theirs - ours_scores).max())
+            diff = float(np.abs(theirs - reference).max())
             results = {
                 label: asyncio.run(_http_workers(url, texts, concurrency, per_call, seconds))
                 for label, concurrency, per_call in LOADS
@@ -254,7 +253,7 @@ def table(columns: Sequence[Column], hf: dict[str, float]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from emotionaware.datasets import DEFAULT_DATA_DIR, load_goemotions
+    from emotionaware.datasets import DEFAULT_DATA_DIR
 
     parser = argparse.ArgumentParser(prog="bench.peers", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -262,8 +261,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model-repository", type=Path, default=DEFAULT_MODEL_REPOSITORY)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    dev = [e.text for e in load_goemotions(args.data_dir).dev]
-    texts = random.Random(0).sample(dev, min(1000, len(dev)))
+    texts = dev_texts(args.data_dir)
     check_texts = texts[:50]
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
@@ -280,34 +278,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         columns.append(ours(args.model_repository, texts, args.seconds, Path(tmp) / "off", admission=False))
         log("FastAPI + ONNX Runtime ...")
         peer, diff = fastapi_peer(
-            args.model_repository, texts, args.seconds, Path(tmp) / "peer", lambda: (check_texts, reference)
+            args.model_repository, texts, args.seconds, Path(tmp) / "peer", check_texts, reference
         )
         columns.append(peer)
     log("HF pipeline in process ...")
     hf = hf_in_process(texts)
-    host = machine()
-    text = "\n".join(
-        [
-            f"# peers, {time.strftime('%Y-%m-%d %H:%M')}",
-            "",
-            f"Machine: {host['cpu']}, {host['cpus']} CPUs. `make peers` (bench/peers.py): closed loops of "
-            f"{args.seconds:.0f} s after a 2 s warm-up, GoEmotions dev texts, model `{MODEL}`, the same fused "
-            "fp32 graph in every server; the load generator shares the CPUs.",
-            "",
-            table(columns, hf),
-            "",
-            f"HF pipeline in process (PyTorch, no server): {hf['batch 1']:.0f} texts/s at batch 1, "
-            f"{hf[f'batch {BATCH}']:.0f} at batch {BATCH}.",
-            f"Same answers: the FastAPI peer's scores differ from ours by at most {diff:.1e} on "
-            f"{len(check_texts)} texts (sent as one request).",
-            "Infinity (`infinity-emb`) is not measured: it serves classifiers through "
-            "`AutoModelForSequenceClassification`, whose [CLS] head is not this model's mean-pooling head.",
-            "",
-        ]
+    results_page(
+        "peers",
+        f"`make peers` (bench/peers.py): closed loops of {args.seconds:.0f} s after a 2 s warm-up, GoEmotions "
+        f"dev texts, model `{MODEL}`, the same fused fp32 graph in every server; the load generator shares "
+        "the CPUs.",
+        table(columns, hf),
+        "\n".join(
+            [
+                f"HF pipeline in process (PyTorch, no server): {hf['batch 1']:.0f} texts/s at batch 1, "
+                f"{hf[f'batch {BATCH}']:.0f} at batch {BATCH}.",
+                f"Same answers: the FastAPI peer's scores differ from ours by at most {diff:.1e} on "
+                f"{len(check_texts)} texts (sent as one request).",
+                "Infinity (`infinity-emb`) is not measured: it serves classifiers through "
+                "`AutoModelForSequenceClassification`, whose [CLS] head is not this model's mean-pooling head.",
+            ]
+        ),
+        out=args.out,
     )
-    print(text)
-    if args.out:
-        args.out.write_text(text)
 
 
 if __name__ == "__main__":

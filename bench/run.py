@@ -43,6 +43,34 @@ def machine() -> dict:
             "python": platform.python_version(), "os": platform.platform()}  # fmt: skip
 
 
+def dev_texts(data_dir: Path, count: int = 1000) -> list[str]:
+    """``count`` GoEmotions dev texts drawn with a fixed seed: the texts of the one-run comparisons."""
+    import random
+
+    dev = [e.text for e in load_goemotions(data_dir).dev]
+    return random.Random(0).sample(dev, min(count, len(dev)))
+
+
+def results_page(title: str, intro: str, *blocks: str, out: Path | None = None) -> str:
+    """A results file: a dated title, this machine and ``intro``, then ``blocks``; printed, and
+    written to ``out`` when given."""
+    host = machine()
+    text = (
+        "\n\n".join(
+            [
+                f"# {title}, {time.strftime('%Y-%m-%d %H:%M')}",
+                f"Machine: {host['cpu']}, {host['cpus']} CPUs. {intro}",
+                *blocks,
+            ]
+        )
+        + "\n"
+    )
+    print(text)
+    if out:
+        out.write_text(text)
+    return text
+
+
 def start_gateway(triton_url: str, repository: Path, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     target = f"127.0.0.1:{port}"
