@@ -60,9 +60,9 @@ $(STAMP_PERF): $(STAMP)
 	bash scripts/setup-tools.sh $(PY) --perf
 	touch $@
 
-setup-dev: $(STAMP_DEV) ## everything: training, benchmarks, tests and linters (what make test uses)
+setup-dev: $(STAMP_DEV) ## everything: training, benchmarks, Spark, tests and linters (what make test uses)
 $(STAMP_DEV): $(STAMP_TRAIN) $(STAMP_PERF)
-	$(PIP) -e '.[dev,checkpoint]'
+	$(PIP) -e '.[dev,checkpoint,spark]'
 	touch $@
 
 proto: $(PROTO_OUT) ## generate the Python gRPC stubs (git-ignored) from proto/

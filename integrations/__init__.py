@@ -1,0 +1,1 @@
+"""Integrations of EmotionAware with data platforms (Spark)."""
