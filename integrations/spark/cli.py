@@ -141,7 +141,7 @@ def write(df, path: str, fmt: str, overwrite: bool, prefix: str) -> None:
         ).withColumn(prefix + "scores", F.to_json(F.col(prefix + "scores")))
     writer = writer_df.write.mode("overwrite" if overwrite else "errorifexists")
     if fmt == "csv":
-        writer.option("header", True).csv(path)
+        writer.option("header", True).option("escape", '"').csv(path)  # RFC 4180 quoting
     elif fmt == "json":
         writer.json(path)
     else:

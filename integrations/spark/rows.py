@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 # Texts are sent shortest first (and answered back in input order): batches then pad less, and a
 # served score does not depend on its batch neighbours, so the order changes speed, not answers.
 _INDEXED_FIELD = re.compile(r"^texts\[\d+\]")
@@ -239,7 +241,7 @@ class LocalScorer:
             answers.append(
                 RowResult(
                     predicted=outcome.scored.predicted,
-                    scores={s.label: s.score for s in outcome.scored.scores},
+                    scores={s.label: float(np.float32(s.score)) for s in outcome.scored.scores},  # as the API sends them
                     score_type="sigmoid" if outcome.problem_type is ProblemType.MULTI_LABEL else "softmax",
                     token_count=outcome.token_count,
                     truncated=outcome.truncated,

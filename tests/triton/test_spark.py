@@ -1,0 +1,253 @@
+"""Spark (``local[2]``) scoring 10,000 GoEmotions texts in both modes, against the session's real
+Triton and gateway: every row exactly once, the same answers as the gateway, per-row errors in
+place, a gateway restart ridden out, a retried task, and the command on Parquet, CSV and JSONL.
+
+Spark jobs run in a worker thread: the session's gateway answers on this test loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pandas as pd
+import pytest
+
+from emotionaware.datasets import load_goemotions
+from emotionaware.v1 import emotion_pb2 as pb
+from integrations.spark import cli, score
+from launcher.tritonserver import free_port
+
+pytestmark = pytest.mark.triton
+
+HOSTILE = {  # row id -> text, and the error both modes must give it
+    10_000: (None, "INVALID_ARGUMENT: text: is null"),
+    10_001: ("", "INVALID_ARGUMENT: text: must contain at least one visible character"),
+    10_002: (" \u200b\t", "INVALID_ARGUMENT: text: must contain at least one visible character"),
+    10_003: ("x" * 12_000, "INVALID_ARGUMENT: text: is 12000 characters long; the limit is 10000"),
+}
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from pyspark.sql import SparkSession
+
+    saved = os.environ.get("PYSPARK_PYTHON")
+    os.environ["PYSPARK_PYTHON"] = sys.executable  # executors run this interpreter
+    # local[2, 3]: two cores, and a failed task is retried (up to 3 attempts) as on a cluster.
+    session = (
+        SparkSession.builder.master("local[2,3]")
+        .appName("emotionaware-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+    if saved is None:
+        os.environ.pop("PYSPARK_PYTHON", None)
+    else:
+        os.environ["PYSPARK_PYTHON"] = saved
+
+
+@pytest.fixture(scope="module")
+def corpus(data_dir) -> pd.DataFrame:
+    goemotions = load_goemotions(data_dir)
+    texts = [e.text for e in goemotions.dev + goemotions.test][:10_000]
+    rows = [(i, t) for i, t in enumerate(texts)] + [(i, t) for i, (t, _) in HOSTILE.items()]
+    return pd.DataFrame(rows, columns=["id", "text"])
+
+
+def frame(spark, corpus: pd.DataFrame, partitions: int = 4):
+    return spark.createDataFrame(corpus, "id long, text string").repartition(partitions)
+
+
+def collected(df) -> pd.DataFrame:
+    out = df.toPandas()
+    assert out["id"].is_unique
+    return out.set_index("id").sort_index()
+
+
+def max_score_difference(a: pd.Series, b: pd.Series) -> float:
+    worst = 0.0
+    for x, y in zip(a, b, strict=True):
+        x, y = dict(x), dict(y)
+        assert x.keys() == y.keys()
+        worst = max(worst, max(abs(x[k] - y[k]) for k in x))
+    return worst
+
+
+async def test_both_modes_score_every_row_once_with_the_gateways_answers(
+    spark, corpus, exported_repo, gateway_target, stub
+):
+    df = frame(spark, corpus)
+    local = await asyncio.to_thread(
+        lambda: collected(score(df, "text", mode="local", repository=str(exported_repo)))
+    )
+    service = await asyncio.to_thread(
+        lambda: collected(score(df, "text", mode="service", target=gateway_target.listen))
+    )
+    for out in (local, service):
+        assert list(out.index) == sorted(corpus["id"])  # every row, once
+        errors = out["emotion_error"].dropna()
+        assert dict(errors) == {i: e for i, (_, e) in HOSTILE.items()}
+        assert out.loc[list(HOSTILE), "emotion_scores"].isna().all()
+        scored = out.drop(index=list(HOSTILE))
+        assert (
+            scored["emotion_model"].eq("goemotions").all()
+            and scored["emotion_score_type"].eq("sigmoid").all()
+        )
+        assert scored["emotion_scores"].map(len).eq(28).all()  # every label of the view
+    ok = local.drop(index=list(HOSTILE))
+    theirs = service.drop(index=list(HOSTILE))
+    assert max_score_difference(ok["emotion_scores"], theirs["emotion_scores"]) <= 1e-4
+    assert ok["emotion_predicted"].map(list).tolist() == theirs["emotion_predicted"].map(list).tolist()
+    assert ok["emotion_token_count"].tolist() == theirs["emotion_token_count"].tolist()
+    assert (ok["emotion_model_version"] == theirs["emotion_model_version"]).all()
+    # And the service's own unary answer for a sample (another request path, same scores).
+    options = pb.ClassifyOptions(return_all_scores=True)
+    for i in range(0, 10_000, 500):
+        reply = await stub.Classify(pb.ClassifyRequest(text=corpus.loc[i, "text"], options=options))
+        unary = {s.label: s.score for s in reply.scores}
+        assert max(abs(unary[k] - v) for k, v in dict(local.loc[i, "emotion_scores"]).items()) <= 1e-4
+
+
+def fail_first_attempt(batches):
+    """Passes rows through, but the first attempt of partition 0 dies after its first batch."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    for n, batch in enumerate(batches):
+        yield batch
+        if n == 0 and context.partitionId() == 0 and context.attemptNumber() == 0:
+            raise RuntimeError("injected task failure")
+
+
+async def test_a_retried_task_neither_duplicates_nor_loses_rows(spark, corpus, exported_repo, tmp_path):
+    part = corpus.iloc[:3000]
+    scored = score(frame(spark, part, 2), "text", mode="local", repository=str(exported_repo))
+    out = tmp_path / "scored"
+
+    def job():
+        # Small Arrow batches, so the failing task has written some rows before it dies.
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "500")
+        try:
+            scored.mapInPandas(fail_first_attempt, scored.schema).write.parquet(str(out))
+        finally:
+            spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+        return spark.read.parquet(str(out)).toPandas()
+
+    written = await asyncio.to_thread(job)
+    assert sorted(written["id"]) == list(range(3000))  # each row exactly once
+    assert (out / "_SUCCESS").exists()
+
+
+def start_gateway(port: int, triton_url: str, repository: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", "--listen", f"127.0.0.1:{port}", "--http-listen", "",
+         "--metrics-port", "0", "--triton-url", triton_url, "--model-repository", str(repository)],
+        stdout=subprocess.DEVNULL, stderr=log.open("w"), start_new_session=True,
+    )  # fmt: skip
+
+
+async def wait_serving(port: int, timeout_s: float = 60) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1
+                )
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.RpcError:
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no gateway serving on port {port}")
+
+
+def calls_in(log: Path) -> int:
+    return log.read_text().count("ClassifyBatch")
+
+
+async def test_service_mode_rides_out_a_gateway_restart(spark, corpus, exported_repo, triton, tmp_path):
+    port = free_port()
+    first_log, second_log = tmp_path / "gateway-1.log", tmp_path / "gateway-2.log"
+    gateway = start_gateway(port, triton.grpc_url, exported_repo, first_log)
+    try:
+        await wait_serving(port)
+        part = corpus.iloc[:4000]
+        # One call in flight per task: the job spans the restart.
+        scored = score(
+            frame(spark, part, 2), "text", mode="service", target=f"127.0.0.1:{port}", concurrency=1
+        )
+        job = asyncio.create_task(asyncio.to_thread(lambda: collected(scored)))
+        while calls_in(first_log) < 3:
+            assert not job.done() and gateway.poll() is None
+            await asyncio.sleep(0.1)
+        gateway.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(gateway.wait, 30)
+        assert not job.done(), "the job ended before the restart: nothing was tested"
+        await asyncio.sleep(1.0)  # a second without any gateway
+        gateway = start_gateway(port, triton.grpc_url, exported_repo, second_log)
+        out = await asyncio.wait_for(job, 300)
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(gateway.wait, 30)
+    assert list(out.index) == list(range(4000))
+    assert out["emotion_error"].isna().all()
+    assert calls_in(second_log) > 0  # the restarted gateway answered part of the job
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+async def test_the_command_on_parquet_csv_and_jsonl(spark, corpus, exported_repo, tmp_path, fmt, capsys):
+    posts = corpus.iloc[[*range(200), 10_001, 10_003]].assign(day=lambda d: d["id"] % 3)
+    path = tmp_path / f"posts.{fmt}"
+    if fmt == "parquet":
+        posts.to_parquet(path)
+    elif fmt == "csv":
+        posts.to_csv(path, index=False)
+    else:
+        posts.to_json(path, orient="records", lines=True)
+    out = tmp_path / "scored"
+    argv = ["score", str(path), str(out), "--text-col", "text", "--repository", str(exported_repo)]
+    assert await asyncio.to_thread(cli.main, argv) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert (facts["rows"], facts["errors"]) == (202, 2)
+    # CSV columns are read as strings (no schema inference pass): ids stay as written.
+    first = spark.read.parquet(str(out)).toPandas().astype({"id": int}).set_index("id").sort_index()
+    assert sorted(first.index) == sorted(posts["id"])
+    assert await asyncio.to_thread(cli.main, argv) == 2  # an existing output is not touched
+    assert "--overwrite" in capsys.readouterr().err
+    assert await asyncio.to_thread(cli.main, [*argv, "--overwrite"]) == 0  # the rerun: the same rows
+    again = spark.read.parquet(str(out)).toPandas().astype({"id": int}).set_index("id").sort_index()
+    listed = lambda d: [None if p is None else list(p) for p in d["emotion_predicted"]]  # noqa: E731
+    assert listed(again) == listed(first) and listed(first).count(None) == 2
+
+
+async def test_the_command_as_its_own_process(exported_repo, corpus, tmp_path):
+    """The installed console script, as a user runs it: its own JVM, progress, the summary."""
+    path = tmp_path / "posts.jsonl"
+    corpus.iloc[:100].to_json(path, orient="records", lines=True)
+    out = tmp_path / "scored"
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "emotionaware-spark"), "score", str(path), str(out), "--text-col", "text",
+        "--repository", str(exported_repo), "--master", "local[2]", "--output-format", "csv",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 180)
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert json.loads(stdout)["rows"] == 100
+    assert "scored 100 rows (0 with an error)" in stderr.decode()
+    written = pd.concat(pd.read_csv(p) for p in out.glob("part-*.csv"))
+    assert len(written) == 100 and written["emotion_scores"].map(lambda s: len(json.loads(s))).eq(28).all()
