@@ -148,14 +148,18 @@ def score_batches(
     from pyspark import TaskContext
 
     context = TaskContext.get()
-    scorer = scorer_for(plan, context.cpus() if context is not None else 1)
-    for batch in batches:
-        texts = [t if isinstance(t, str) else None for t in batch[text_col].tolist()]
-        columns = _columns(scorer.score(texts, plan.options), prefix)
-        out = batch.reset_index(drop=True)
-        for name, values in columns.items():
-            out[name] = values
-        yield out
+    scorer, owned = scorer_for(plan, context.cpus() if context is not None else 1)
+    try:
+        for batch in batches:
+            texts = [t if isinstance(t, str) else None for t in batch[text_col].tolist()]
+            columns = _columns(scorer.score(texts, plan.options), prefix)
+            out = batch.reset_index(drop=True)
+            for name, values in columns.items():
+                out[name] = values
+            yield out
+    finally:
+        if owned:
+            scorer.close()
 
 
 def score(

@@ -241,7 +241,9 @@ class LocalScorer:
             answers.append(
                 RowResult(
                     predicted=outcome.scored.predicted,
-                    scores={s.label: float(np.float32(s.score)) for s in outcome.scored.scores},  # as the API sends them
+                    scores={
+                        s.label: float(np.float32(s.score)) for s in outcome.scored.scores
+                    },  # as the API sends them
                     score_type="sigmoid" if outcome.problem_type is ProblemType.MULTI_LABEL else "softmax",
                     token_count=outcome.token_count,
                     truncated=outcome.truncated,
@@ -257,10 +259,10 @@ class LocalScorer:
         self._thread.join(timeout=5)
 
 
-# One scorer per Python worker and configuration: Spark reuses its Python workers across tasks,
-# so the model (or the channel) is loaded once per worker, not once per partition.
-_SCORERS: dict[object, Scorer] = {}
-_SCORERS_LOCK = threading.Lock()
+# One local scorer per Python worker and configuration: Spark reuses its Python workers across
+# tasks, so the model is loaded once per worker, not once per partition.
+_LOCAL: dict[object, LocalScorer] = {}
+_LOCAL_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -273,18 +275,22 @@ class Plan:
     token: str | None = field(default=None, repr=False)  # never printed with the plan
 
 
-def scorer_for(plan: Plan, task_cpus: int = 1) -> Scorer:
-    """This worker's scorer for ``plan`` (created on first use)."""
+def scorer_for(plan: Plan, task_cpus: int = 1) -> tuple[Scorer, bool]:
+    """A scorer for one task of ``plan``, and whether the task must close it.
+
+    Service mode opens a channel per task (closed when the task ends): a long job's new tasks
+    then connect afresh, so gateway replicas that an autoscaler adds receive work (a gRPC
+    channel stays on the replica it first reached). Local mode keeps the worker's loaded model.
+    """
     import os
 
-    key = (plan.service, plan.local, plan.token, task_cpus)
-    with _SCORERS_LOCK:
-        if key not in _SCORERS:
-            if plan.service is not None:
-                token = plan.token if plan.token is not None else os.environ.get("EMOTIONAWARE_TOKEN") or None
-                _SCORERS[key] = ServiceScorer(plan.service, token)
-            elif plan.local is not None:
-                _SCORERS[key] = LocalScorer(plan.local, plan.local.threads or task_cpus)
-            else:
-                raise ValueError("a plan needs a service or a local model")
-        return _SCORERS[key]
+    if plan.service is not None:
+        token = plan.token if plan.token is not None else os.environ.get("EMOTIONAWARE_TOKEN") or None
+        return ServiceScorer(plan.service, token), True
+    if plan.local is None:
+        raise ValueError("a plan needs a service or a local model")
+    key = (plan.local, task_cpus)
+    with _LOCAL_LOCK:
+        if key not in _LOCAL:
+            _LOCAL[key] = LocalScorer(plan.local, plan.local.threads or task_cpus)
+        return _LOCAL[key], False

@@ -70,3 +70,14 @@ def test_the_command_refuses_an_existing_output_before_starting_spark(tmp_path, 
     (tmp_path / "out").mkdir()
     assert cli.main(["score", str(src), str(tmp_path / "out"), "--text-col", "text"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_service_mode_opens_a_channel_per_task_so_new_replicas_get_work():
+    from integrations.spark.rows import Options
+
+    plan = Plan(Options(), service=Service(target="127.0.0.1:1"))  # never called: no server needed
+    first, owned = scorer_for(plan)
+    second, _ = scorer_for(plan)
+    assert owned and first is not second
+    first.close()
+    second.close()
