@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -141,6 +142,18 @@ def _columns(results: list[RowResult], prefix: str) -> dict[str, pd.Series | pd.
     }  # fmt: skip
 
 
+def shipped(repository: str) -> str:
+    """``repository`` as this executor finds it: in its working folder (``--archives
+    repo.tar.gz#repo``, a shared file system, an absolute path), else among the files the job
+    shipped with ``SparkContext.addArchive`` / ``addFile`` (Spark's files folder)."""
+    from pyspark import SparkFiles
+
+    if Path(repository).exists():
+        return repository
+    candidate = Path(SparkFiles.getRootDirectory()) / repository
+    return str(candidate) if candidate.exists() else repository
+
+
 def score_batches(
     plan: Plan, text_col: str, prefix: str, batches: Iterator[pd.DataFrame]
 ) -> Iterator[pd.DataFrame]:
@@ -148,6 +161,8 @@ def score_batches(
     from pyspark import TaskContext
 
     context = TaskContext.get()
+    if plan.local is not None:
+        plan = replace(plan, local=replace(plan.local, repository=shipped(plan.local.repository)))
     scorer, owned = scorer_for(plan, context.cpus() if context is not None else 1)
     try:
         for batch in batches:

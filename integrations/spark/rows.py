@@ -187,6 +187,11 @@ class LocalScorer:
         from gateway.routing import Router
         from gateway.settings import Settings
 
+        if not Path(local.repository).is_dir():
+            raise FileNotFoundError(
+                f"model repository {local.repository} is not on this executor: give a path every executor "
+                "can read, or ship it (spark-submit --archives repo.tar.gz#repo, then repository='repo')"
+            )
         settings = Settings(
             backend="embedded",
             model_repository=Path(local.repository),

@@ -18,7 +18,8 @@ HTTP = "**Over HTTP**"
 CLI = "**From the command line**"
 MORE_CLI = "More calls, with the sample inputs in `examples/`"
 FILES = "Files and conversations: `analyze`"
-README_EXAMPLES = {PYTHON_PACKAGE: 2, HTTP: 2, CLI: 2, MORE_CLI: 1, FILES: 1}
+SPARK = "Corpora on Apache Spark"
+README_EXAMPLES = {PYTHON_PACKAGE: 2, HTTP: 2, CLI: 2, MORE_CLI: 1, FILES: 1, SPARK: 1}
 
 
 def fenced_after(marker: str, document: str = README) -> list[str]:
@@ -168,3 +169,22 @@ async def test_files_and_chat_commands(gateway_target, tmp_path):
     assert len(rows) == 320 and "320 of 320 rows" in outputs[0]
     assert "<svg" in (tmp_path / "tickets.html").read_text()
     assert outputs[2].splitlines()[0].startswith("  ann: ") and "1 earlier turns read" in outputs[2]
+
+
+async def test_spark_command(exported_repo, tmp_path):
+    """The README's Spark line, as written (its own local Spark), in a scratch folder with examples/."""
+    import shutil
+
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    (block,) = fenced_after(SPARK)[:1]
+    command = block.strip().replace(
+        ".venv/bin/emotionaware-spark", f"{shlex.quote(sys.executable)} -m integrations.spark.cli", 1
+    )
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-c", f"{command} --repository {shlex.quote(str(exported_repo.resolve()))}", cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=300)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert "scored 320 rows (3 with an error)" in err.decode()  # the file's three blank messages
+    assert (tmp_path / "scored" / "_SUCCESS").exists()

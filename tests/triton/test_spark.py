@@ -251,3 +251,85 @@ async def test_the_command_as_its_own_process(exported_repo, corpus, tmp_path):
     assert "scored 100 rows (0 with an error)" in stderr.decode()
     written = pd.concat(pd.read_csv(p) for p in out.glob("part-*.csv"))
     assert len(written) == 100 and written["emotion_scores"].map(lambda s: len(json.loads(s))).eq(28).all()
+
+
+async def test_the_worked_example_of_the_docs(spark, exported_repo, tmp_path, capsys):
+    """docs/spark.md: the shipped tickets as a Parquet folder -> scored -> emotion share by day."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location(
+        "spark_share_by_day", root / "examples" / "spark_share_by_day.py"
+    )
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    posts, scored = tmp_path / "posts", tmp_path / "scored"
+
+    def run():
+        example.write_posts(spark, str(root / "examples" / "support-tickets.csv"), str(posts))
+        argv = ["score", str(posts), str(scored), "--text-col", "text", "--view", "ekman"]
+        assert cli.main([*argv, "--repository", str(exported_repo)]) == 0
+        return example.share_by_day(spark.read.parquet(str(scored))).toPandas()
+
+    table = await asyncio.to_thread(run)
+    assert len(list(posts.glob("part-*.parquet"))) == 3
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["rows"] == 320 and facts["errors"] == 3  # the file's three blank messages
+    assert set(table["label"]) <= {"anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral"}
+    assert table.groupby("day")["posts"].first().sum() == 317  # every scored post counted on its day
+    assert table["share"].between(0, 1).all()
+
+
+async def test_the_benchmarks_measuring_code(spark, corpus, exported_repo, gateway_target):
+    """bench.spark's pieces on 300 texts (``make spark-bench`` runs them on 10,000)."""
+    from bench import spark as spark_bench
+
+    texts = corpus["text"].iloc[:300].tolist()
+    cold, warm, errors = await asyncio.to_thread(
+        spark_bench.timed_spark, spark, texts, 2, mode="local", repository=str(exported_repo)
+    )
+    assert errors == 0 and cold > 0 and warm > 0
+    seconds, client_errors = await asyncio.to_thread(spark_bench.one_client, gateway_target.listen, texts)
+    assert client_errors == 0 and seconds > 0
+
+
+@pytest.mark.parametrize("model", ["goemotions", "poems"])  # conversation's golden texts carry context
+async def test_local_mode_reproduces_the_golden_scores(spark, exported_repo, data_dir, model):
+    from launcher import golden
+
+    committed = golden.load(model)
+    texts = golden.inputs(model, data_dir)
+    df = spark.createDataFrame([(i, g.text) for i, g in enumerate(texts)], "id long, text string")
+    out = await asyncio.to_thread(
+        lambda: collected(
+            score(df.repartition(2), "text", mode="local", model=model, repository=str(exported_repo))
+        )
+    )
+    thresholds = committed.served[0].thresholds
+    served = [
+        golden.Served(tuple(dict(s)[k] for k in committed.labels), thresholds, frozenset(p))
+        for s, p in zip(out["emotion_scores"], out["emotion_predicted"], strict=True)
+    ]
+    result = golden.compare(committed, texts, served)
+    assert result.max_diff <= golden.TOLERANCE and not result.flipped, result.row()
+
+
+async def test_local_mode_from_an_archive_the_job_ships(spark, corpus, exported_repo, tmp_path):
+    """SparkContext.addArchive (spark-submit --archives works alike): the executors find the
+    repository among the job's files."""
+    import tarfile
+
+    archive = tmp_path / "repo.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(exported_repo / "goemotions", arcname="goemotions")
+    spark.sparkContext.addArchive(f"{archive}#shipped-repo")
+    df = frame(spark, corpus.iloc[:200], 2)
+    shipped = await asyncio.to_thread(
+        lambda: collected(score(df, "text", mode="local", repository="shipped-repo"))
+    )
+    direct = await asyncio.to_thread(
+        lambda: collected(score(df, "text", mode="local", repository=str(exported_repo)))
+    )
+    assert shipped["emotion_error"].isna().all()
+    # Same graph; batches may form differently (float noise across batch shapes: ~1e-7).
+    assert max_score_difference(shipped["emotion_scores"], direct["emotion_scores"]) <= 1e-6
