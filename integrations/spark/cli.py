@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -35,6 +36,10 @@ FORMATS = {
 
 class UsageError(Exception):
     """A problem with the command's inputs, said in one line."""
+
+
+class JobFailed(Exception):
+    """The Spark job failed (Spark has printed the details)."""
 
 
 def input_format(path: str, given: str | None) -> str:
@@ -158,13 +163,64 @@ def summary(spark, path: str, fmt: str, prefix: str, seconds: float) -> dict:
             "rows_per_s": round(row["rows"] / seconds, 1) if seconds > 0 else None, "output": path, "format": fmt}  # fmt: skip
 
 
+def holds_data(path: Path) -> bool:
+    """Whether ``path`` exists with anything in it but Spark's markers (a failed job leaves an
+    empty folder, or one with ``_temporary``, behind: that is not an output to protect)."""
+    if path.is_file():
+        return True
+    return path.is_dir() and any(not p.name.startswith(("_", ".")) for p in path.iterdir())
+
+
+def cause(exc: BaseException) -> str:
+    """The line that says why a Spark job failed (a Python worker's exception, if there is one)."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    return (raised[-1] if raised else next((line for line in lines if line), type(exc).__name__))[:500]
+
+
+def check_service(plan, model: str) -> None:
+    """Ask the service for the model once from the driver, so that a wrong target, token or model
+    name is one line now rather than every row's error after the retries (minutes)."""
+    from emotionaware_client import EmotionAwareError, EmotionClient, RetryPolicy, TlsConfig
+
+    service = plan.service
+    tls = TlsConfig(ca=service.ca_file) if service.ca_file else service.tls
+    token = plan.token if plan.token is not None else os.environ.get("EMOTIONAWARE_TOKEN") or None
+    try:
+        with EmotionClient(
+            service.target, token=token, tls=tls, timeout=15, retries=RetryPolicy(max_attempts=3)
+        ) as c:
+            c.model(model)
+    except EmotionAwareError as exc:
+        raise UsageError(
+            f"the service at {service.target} cannot serve model {model or 'default'!r}: {exc}"
+        ) from None
+
+
 def run_score(args: argparse.Namespace) -> dict:
-    from integrations.spark.frame import DEFAULT_PREFIX, score
+    from integrations.spark.frame import DEFAULT_PREFIX, plan_for, score
+    from integrations.spark.rows import Options
 
     fmt = input_format(args.input, args.input_format)
-    if Path(args.output).exists() and not args.overwrite:
+    if holds_data(Path(args.output)) and not args.overwrite:
         raise UsageError(f"output {args.output} exists: pass --overwrite to replace it")
+    # A folder a failed run left behind holds nothing to protect: Spark may replace it.
+    overwrite = args.overwrite or Path(args.output).exists()
     spark = session(args.master)
+    if args.mode == "local" and spark.sparkContext.master.startswith("local"):
+        # The executors are this machine: say now, not from inside a failed task.
+        repository = plan_for(
+            spark, mode="local", options=Options(), repository=args.repository
+        ).local.repository
+        if not Path(repository).is_dir():
+            raise UsageError(
+                f"no model repository at {repository}: pass --repository (a folder `make export` wrote)"
+            )
+    if args.mode == "service":
+        plan = plan_for(
+            spark, mode="service", options=Options(), target=args.target, tls=args.tls, ca_file=args.ca_file
+        )
+        check_service(plan, args.model)
     started = time.perf_counter()
     df = read(spark, args.input, fmt)
     if args.partitions:
@@ -177,7 +233,10 @@ def run_score(args: argparse.Namespace) -> dict:
         )  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    write(scored, args.output, args.output_format, args.overwrite, DEFAULT_PREFIX)
+    try:
+        write(scored, args.output, args.output_format, overwrite, DEFAULT_PREFIX)
+    except Exception as exc:  # Py4JJavaError and kin: one line for the user, the trace above it
+        raise JobFailed(cause(exc)) from exc
     return summary(spark, args.output, args.output_format, DEFAULT_PREFIX, time.perf_counter() - started)
 
 
@@ -194,6 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"emotionaware-spark: {exc}", file=sys.stderr)
         return 2
+    except JobFailed as exc:
+        print(f"emotionaware-spark: the job failed: {exc}", file=sys.stderr)
+        return 1
     print(
         f"scored {facts['rows']:,} rows ({facts['errors']:,} with an error) in {facts['seconds']} s: "
         f"{facts['rows_per_s']} rows/s; output {facts['output']} ({facts['format']})",

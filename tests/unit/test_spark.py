@@ -68,6 +68,7 @@ def test_the_command_refuses_an_existing_output_before_starting_spark(tmp_path, 
     src = tmp_path / "in.csv"
     src.write_text("text\nhello\n")
     (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "part-00000.parquet").write_bytes(b"")
     assert cli.main(["score", str(src), str(tmp_path / "out"), "--text-col", "text"]) == 2
     assert "--overwrite" in capsys.readouterr().err
 
@@ -81,3 +82,25 @@ def test_service_mode_opens_a_channel_per_task_so_new_replicas_get_work():
     assert owned and first is not second
     first.close()
     second.close()
+
+
+def test_a_failed_runs_leftover_folder_is_not_an_output_to_protect(tmp_path):
+    out = tmp_path / "scored"
+    assert not cli.holds_data(out)
+    out.mkdir()
+    (out / "_temporary").mkdir()
+    assert not cli.holds_data(out)
+    (out / "part-00000.parquet").write_bytes(b"")
+    assert cli.holds_data(out)
+
+
+def test_a_failed_jobs_cause_is_the_workers_exception():
+    trace = (
+        "An error occurred while calling o88.parquet.\n: org.apache.spark.SparkException: Job aborted.\n"
+        'Traceback (most recent call last):\n  File "rows.py", line 191, in _build\n'
+        "FileNotFoundError: model repository repo is not on this executor\n\tat org.apache.spark..."
+    )
+    assert (
+        cli.cause(RuntimeError(trace)) == "FileNotFoundError: model repository repo is not on this executor"
+    )
+    assert cli.cause(RuntimeError("\nplain failure")) == "plain failure"
