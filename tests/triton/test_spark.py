@@ -132,21 +132,21 @@ def fail_first_attempt(batches):
 
 
 async def test_a_retried_task_neither_duplicates_nor_loses_rows(spark, corpus, exported_repo, tmp_path):
-    part = corpus.iloc[:3000]
+    part = corpus.iloc[:1000]
     scored = score(frame(spark, part, 2), "text", mode="local", repository=str(exported_repo))
     out = tmp_path / "scored"
 
     def job():
         # Small Arrow batches, so the failing task has written some rows before it dies.
-        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "500")
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "200")
         try:
             scored.mapInPandas(fail_first_attempt, scored.schema).write.parquet(str(out))
         finally:
             spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
         return spark.read.parquet(str(out)).toPandas()
 
-    written = await asyncio.to_thread(job)
-    assert sorted(written["id"]) == list(range(3000))  # each row exactly once
+    rows = await asyncio.to_thread(job)
+    assert sorted(rows["id"]) == list(range(1000))  # each row exactly once
     assert (out / "_SUCCESS").exists()
 
 
@@ -209,8 +209,32 @@ async def test_service_mode_rides_out_a_gateway_restart(spark, corpus, exported_
     assert calls_in(second_log) > 0  # the restarted gateway answered part of the job
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
-async def test_the_command_on_parquet_csv_and_jsonl(spark, corpus, exported_repo, tmp_path, fmt, capsys):
+def written(out: Path, fmt: str) -> pd.DataFrame:
+    """The command's output as a user reads it: ids as integers, labels as lists, scores as dicts."""
+    parts = sorted(out.glob("part-*"))
+    if fmt == "parquet":
+        table = pd.concat(pd.read_parquet(p) for p in parts)
+    elif fmt == "csv":  # labels joined by ';', scores a JSON object; CSV columns are read as strings
+        table = pd.concat(pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in parts)
+        table["emotion_predicted"] = table["emotion_predicted"].map(
+            lambda v: v.split(";") if isinstance(v, str) else None
+        )
+        table["emotion_scores"] = table["emotion_scores"].map(
+            lambda v: json.loads(v) if isinstance(v, str) else None
+        )
+    else:
+        table = pd.concat(pd.read_json(p, lines=True) for p in parts)
+    # Spark's JSON writer leaves null fields out (NaN here); Parquet gives arrays.
+    table["emotion_predicted"] = table["emotion_predicted"].map(
+        lambda v: None if isinstance(v, float | None) else list(v)
+    )
+    return table.astype({"id": int}).set_index("id").sort_index()
+
+
+@pytest.mark.parametrize(("fmt", "out_fmt"), [("parquet", "parquet"), ("csv", "csv"), ("jsonl", "json")])
+async def test_the_command_on_parquet_csv_and_jsonl(
+    spark, corpus, exported_repo, tmp_path, fmt, out_fmt, capsys
+):
     posts = corpus.iloc[[*range(200), 10_001, 10_003]].assign(day=lambda d: d["id"] % 3)
     path = tmp_path / f"posts.{fmt}"
     if fmt == "parquet":
@@ -220,37 +244,30 @@ async def test_the_command_on_parquet_csv_and_jsonl(spark, corpus, exported_repo
     else:
         posts.to_json(path, orient="records", lines=True)
     out = tmp_path / "scored"
-    argv = ["score", str(path), str(out), "--text-col", "text", "--repository", str(exported_repo)]
+    argv = [
+        "score",
+        str(path),
+        str(out),
+        "--text-col",
+        "text",
+        "--repository",
+        str(exported_repo),
+        "--output-format",
+        out_fmt,
+    ]
     assert await asyncio.to_thread(cli.main, argv) == 0
     facts = json.loads(capsys.readouterr().out)
     assert (facts["rows"], facts["errors"]) == (202, 2)
-    # CSV columns are read as strings (no schema inference pass): ids stay as written.
-    first = spark.read.parquet(str(out)).toPandas().astype({"id": int}).set_index("id").sort_index()
+    first = written(out, out_fmt)
     assert sorted(first.index) == sorted(posts["id"])
+    assert first["emotion_error"].notna().sum() == 2
+    scores = first["emotion_scores"].dropna()
+    assert len(scores) == 200 and scores.map(len).eq(28).all()
     assert await asyncio.to_thread(cli.main, argv) == 2  # an existing output is not touched
     assert "--overwrite" in capsys.readouterr().err
     assert await asyncio.to_thread(cli.main, [*argv, "--overwrite"]) == 0  # the rerun: the same rows
-    again = spark.read.parquet(str(out)).toPandas().astype({"id": int}).set_index("id").sort_index()
-    listed = lambda d: [None if p is None else list(p) for p in d["emotion_predicted"]]  # noqa: E731
-    assert listed(again) == listed(first) and listed(first).count(None) == 2
-
-
-async def test_the_command_as_its_own_process(exported_repo, corpus, tmp_path):
-    """The installed console script, as a user runs it: its own JVM, progress, the summary."""
-    path = tmp_path / "posts.jsonl"
-    corpus.iloc[:100].to_json(path, orient="records", lines=True)
-    out = tmp_path / "scored"
-    proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "emotionaware-spark"), "score", str(path), str(out), "--text-col", "text",
-        "--repository", str(exported_repo), "--master", "local[2]", "--output-format", "csv",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 180)
-    assert proc.returncode == 0, stderr.decode()[-2000:]
-    assert json.loads(stdout)["rows"] == 100
-    assert "scored 100 rows (0 with an error)" in stderr.decode()
-    written = pd.concat(pd.read_csv(p) for p in out.glob("part-*.csv"))
-    assert len(written) == 100 and written["emotion_scores"].map(lambda s: len(json.loads(s))).eq(28).all()
+    again = written(out, out_fmt)
+    assert again["emotion_predicted"].tolist() == first["emotion_predicted"].tolist()
 
 
 async def test_the_worked_example_of_the_docs(spark, exported_repo, tmp_path, capsys):
