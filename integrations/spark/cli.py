@@ -198,7 +198,7 @@ def check_service(plan, model: str) -> None:
 
 
 def run_score(args: argparse.Namespace) -> dict:
-    from integrations.spark.frame import DEFAULT_PREFIX, plan_for, score
+    from integrations.spark.frame import DEFAULT_PREFIX, plan_for, score, shipped
     from integrations.spark.rows import Options
 
     fmt = input_format(args.input, args.input_format)
@@ -212,7 +212,7 @@ def run_score(args: argparse.Namespace) -> dict:
         repository = plan_for(
             spark, mode="local", options=Options(), repository=args.repository
         ).local.repository
-        if not Path(repository).is_dir():
+        if not Path(shipped(repository)).is_dir():  # a path, or an archive the job ships
             raise UsageError(
                 f"no model repository at {repository}: pass --repository (a folder `make export` wrote)"
             )

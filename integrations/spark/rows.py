@@ -21,8 +21,6 @@ from typing import Protocol
 
 import numpy as np
 
-# Texts are sent shortest first (and answered back in input order): batches then pad less, and a
-# served score does not depend on its batch neighbours, so the order changes speed, not answers.
 _INDEXED_FIELD = re.compile(r"^texts\[\d+\]")
 
 
@@ -42,12 +40,11 @@ class Service:
     """Where ``mode="service"`` sends its calls, and how hard it tries."""
 
     target: str = "127.0.0.1:50051"
-    token: str | None = None  # bearer token; None: the executor's EMOTIONAWARE_TOKEN, if set
     tls: bool = False  # TLS with the system's CAs (or ``ca_file``)
     ca_file: str | None = None
     concurrency: int = 2  # ClassifyBatch calls in flight per task
-    # A call (up to the model's max_batch_texts rows) may take this long, retries included: long
-    # enough to ride out a gateway restart or a rolling update.
+    # A call (up to the model's max_batch_texts rows) may take this long, retries included. Twelve
+    # attempts backing off to 5 s wait about a minute in all: a gateway restart or a rolling update.
     call_timeout_s: float = 300.0
     max_attempts: int = 12
 
@@ -95,7 +92,11 @@ class Scorer(Protocol):
 
 
 def _by_length(texts: Sequence[str | None]) -> list[int]:
-    """Indices of the non-null texts, shortest first (stable, so equal lengths keep input order)."""
+    """Indices of the non-null texts, shortest first (stable, so equal lengths keep input order).
+
+    Texts are sent in this order and answered back in input order: batches pad less, and a served
+    score does not depend on its batch neighbours, so the order changes speed, not answers.
+    """
     return sorted((i for i, t in enumerate(texts) if t is not None), key=lambda i: len(texts[i]))  # type: ignore[arg-type]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -39,6 +40,9 @@ HOSTILE = {  # row id -> text, and the error both modes must give it
 def spark():
     from pyspark.sql import SparkSession
 
+    # py4j says "Closing down clientserver connection" at interpreter exit, after pytest closed
+    # its streams (a logging error in the CI log).
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     saved = os.environ.get("PYSPARK_PYTHON")
     os.environ["PYSPARK_PYTHON"] = sys.executable  # executors run this interpreter
     # local[2, 3]: two cores, and a failed task is retried (up to 3 attempts) as on a cluster.
@@ -350,3 +354,25 @@ async def test_local_mode_from_an_archive_the_job_ships(spark, corpus, exported_
     assert shipped["emotion_error"].isna().all()
     # Same graph; batches may form differently (float noise across batch shapes: ~1e-7).
     assert max_score_difference(shipped["emotion_scores"], direct["emotion_scores"]) <= 1e-6
+
+
+async def test_spark_submit_with_the_repository_as_an_archive(exported_repo, tmp_path):
+    """docs/spark.md's cluster command, on a local master: spark-submit runs the command's file,
+    the model repository travels as ``--archives repo.tar#repo``."""
+    import tarfile
+
+    with tarfile.open(tmp_path / "repo.tar", "w") as tar:
+        tar.add(exported_repo / "goemotions", arcname="goemotions")
+    (tmp_path / "posts.jsonl").write_text('{"id": 1, "text": "Thank you so much!"}\n{"id": 2, "text": ""}\n')
+    script = str(Path(cli.__file__).resolve())
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]", "--archives", "repo.tar#repo",
+        script, "score", "posts.jsonl", "scored", "--text-col", "text", "--repository", "repo",
+        cwd=tmp_path, env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 300)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert json.loads(out.decode().strip().splitlines()[-1])["errors"] == 1
+    scored = pd.read_parquet(tmp_path / "scored").set_index("id")
+    assert list(scored.loc[1, "emotion_predicted"]) == ["gratitude"]
