@@ -24,6 +24,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from integrations.spark.frame import DEFAULT_PREFIX, plan_for, score_with, shipped
+from integrations.spark.rows import Options, Plan, open_client
+
 FORMATS = {
     ".parquet": "parquet",
     ".csv": "csv",
@@ -174,63 +177,58 @@ def holds_data(path: Path) -> bool:
 def cause(exc: BaseException) -> str:
     """The line that says why a Spark job failed (a Python worker's exception, if there is one)."""
     lines = [line.strip() for line in str(exc).splitlines()]
-    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    # A traceback's last line names the exception by its dotted class name (any name: the
+    # gateway's errors do not all end in Error).
+    raised = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*: ", line)]
     return (raised[-1] if raised else next((line for line in lines if line), type(exc).__name__))[:500]
 
 
-def check_service(plan, model: str) -> None:
+def check_service(plan: Plan, model: str) -> None:
     """Ask the service for the model once from the driver, so that a wrong target, token or model
     name is one line now rather than every row's error after the retries (minutes)."""
-    from emotionaware_client import EmotionAwareError, EmotionClient, RetryPolicy, TlsConfig
+    from emotionaware_client import EmotionAwareError
 
-    service = plan.service
-    tls = TlsConfig(ca=service.ca_file) if service.ca_file else service.tls
-    token = plan.token if plan.token is not None else os.environ.get("EMOTIONAWARE_TOKEN") or None
     try:
-        with EmotionClient(
-            service.target, token=token, tls=tls, timeout=15, retries=RetryPolicy(max_attempts=3)
-        ) as c:
-            c.model(model)
+        with open_client(plan.service, plan.bearer_token(), timeout_s=15, max_attempts=3) as client:
+            client.model(model)
     except EmotionAwareError as exc:
         raise UsageError(
-            f"the service at {service.target} cannot serve model {model or 'default'!r}: {exc}"
+            f"the service at {plan.service.target} cannot serve model {model or 'default'!r}: {exc}"
         ) from None
 
 
-def run_score(args: argparse.Namespace) -> dict:
-    from integrations.spark.frame import DEFAULT_PREFIX, plan_for, score, shipped
-    from integrations.spark.rows import Options
+def check_plan(spark, plan: Plan, model: str) -> None:
+    """What can be known before the job from the driver, said in one line."""
+    # On a local master the executors are this machine: say now, not from inside a failed task
+    # (the repository may be a path or an archive the job ships).
+    local = plan.local is not None and spark.sparkContext.master.startswith("local")
+    if local and not Path(shipped(plan.local.repository)).is_dir():
+        raise UsageError(
+            f"no model repository at {plan.local.repository}: pass --repository (a folder `make export` wrote)"
+        )
+    if plan.service is not None:
+        check_service(plan, model)
 
+
+def run_score(args: argparse.Namespace) -> dict:
     fmt = input_format(args.input, args.input_format)
     if holds_data(Path(args.output)) and not args.overwrite:
         raise UsageError(f"output {args.output} exists: pass --overwrite to replace it")
     # A folder a failed run left behind holds nothing to protect: Spark may replace it.
     overwrite = args.overwrite or Path(args.output).exists()
     spark = session(args.master)
-    if args.mode == "local" and spark.sparkContext.master.startswith("local"):
-        # The executors are this machine: say now, not from inside a failed task.
-        repository = plan_for(
-            spark, mode="local", options=Options(), repository=args.repository
-        ).local.repository
-        if not Path(shipped(repository)).is_dir():  # a path, or an archive the job ships
-            raise UsageError(
-                f"no model repository at {repository}: pass --repository (a folder `make export` wrote)"
-            )
-    if args.mode == "service":
-        plan = plan_for(
-            spark, mode="service", options=Options(), target=args.target, tls=args.tls, ca_file=args.ca_file
-        )
-        check_service(plan, args.model)
+    plan = plan_for(
+        spark, mode=args.mode, options=Options(args.model, args.view, args.threshold, args.long_text),
+        repository=args.repository, routing_file=args.routing_file, target=args.target, tls=args.tls,
+        ca_file=args.ca_file, concurrency=args.concurrency,
+    )  # fmt: skip
+    check_plan(spark, plan, args.model)
     started = time.perf_counter()
     df = read(spark, args.input, fmt)
     if args.partitions:
         df = df.repartition(args.partitions)
     try:
-        scored = score(
-            df, args.text_col, mode=args.mode, model=args.model, view=args.view, threshold=args.threshold,
-            long_text=args.long_text, repository=args.repository, routing_file=args.routing_file,
-            target=args.target, tls=args.tls, ca_file=args.ca_file, concurrency=args.concurrency,
-        )  # fmt: skip
+        scored = score_with(df, args.text_col, plan)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     try:

@@ -217,6 +217,16 @@ def score(
             executors' own ``EMOTIONAWARE_TOKEN``); ``concurrency`` calls in flight per task;
             ``call_timeout_s`` bounds a call's retries (they honour ``retry-after-ms``).
     """
+    plan = plan_for(
+        df.sparkSession, mode=mode, options=Options(model, view, threshold, long_text, model_version),
+        repository=repository, routing_file=routing_file, threads=threads, target=target, token=token,
+        tls=tls, ca_file=ca_file, concurrency=concurrency, call_timeout_s=call_timeout_s,
+    )  # fmt: skip
+    return score_with(df, text_col, plan, prefix)
+
+
+def score_with(df: DataFrame, text_col: str, plan: Plan, prefix: str = DEFAULT_PREFIX) -> DataFrame:
+    """:func:`score` with its settings already made into a :class:`Plan` (see :func:`plan_for`)."""
     from pyspark.sql.types import StringType, StructType
 
     if text_col not in df.columns:
@@ -229,12 +239,6 @@ def score(
     clash = sorted(set(df.columns) & set(added.fieldNames()))
     if clash:
         raise ValueError(f"the input already has columns {', '.join(clash)}: choose another prefix")
-    options = Options(model, view, threshold, long_text, model_version)
-    plan = plan_for(
-        df.sparkSession, mode=mode, options=options, repository=repository, routing_file=routing_file,
-        threads=threads, target=target, token=token, tls=tls, ca_file=ca_file, concurrency=concurrency,
-        call_timeout_s=call_timeout_s,
-    )  # fmt: skip
     schema = StructType(df.schema.fields + added.fields)
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

@@ -11,6 +11,7 @@ in order; a text that cannot be scored gets its error in place and never fails t
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
 import time
@@ -110,21 +111,21 @@ def _place(texts: Sequence[str | None], order: list[int], answers: Sequence[RowR
 # -- service mode --------------------------------------------------------------------------------
 
 
+def open_client(service: Service, token: str | None, timeout_s: float, max_attempts: int):
+    """The client package's client for ``service`` (TLS from ``tls``/``ca_file``)."""
+    from emotionaware_client import EmotionClient, RetryPolicy, TlsConfig
+
+    tls: bool | TlsConfig = TlsConfig(ca=service.ca_file) if service.ca_file else service.tls
+    retries = RetryPolicy(max_attempts=max_attempts, initial_backoff_s=0.2, max_backoff_s=5.0)
+    return EmotionClient(service.target, token=token, tls=tls, timeout=timeout_s, retries=retries)
+
+
 class ServiceScorer:
     """ClassifyBatch calls to the gateway through the client package."""
 
     def __init__(self, service: Service, token: str | None) -> None:
-        from emotionaware_client import EmotionClient, RetryPolicy, TlsConfig
-
-        tls: bool | TlsConfig = TlsConfig(ca=service.ca_file) if service.ca_file else service.tls
         self.service = service
-        self.client = EmotionClient(
-            service.target,
-            token=token,
-            tls=tls,
-            timeout=service.call_timeout_s,
-            retries=RetryPolicy(max_attempts=service.max_attempts, initial_backoff_s=0.2, max_backoff_s=5.0),
-        )
+        self.client = open_client(service, token, service.call_timeout_s, service.max_attempts)
 
     def score(self, texts: Sequence[str | None], options: Options) -> list[RowResult]:
         from emotionaware_client import ItemError, TrafficClass
@@ -280,6 +281,10 @@ class Plan:
     local: Local | None = None
     token: str | None = field(default=None, repr=False)  # never printed with the plan
 
+    def bearer_token(self) -> str | None:
+        """The plan's token, else this process's ``EMOTIONAWARE_TOKEN`` (an executor's own)."""
+        return self.token if self.token is not None else os.environ.get("EMOTIONAWARE_TOKEN") or None
+
 
 def scorer_for(plan: Plan, task_cpus: int = 1) -> tuple[Scorer, bool]:
     """A scorer for one task of ``plan``, and whether the task must close it.
@@ -288,11 +293,8 @@ def scorer_for(plan: Plan, task_cpus: int = 1) -> tuple[Scorer, bool]:
     then connect afresh, so gateway replicas that an autoscaler adds receive work (a gRPC
     channel stays on the replica it first reached). Local mode keeps the worker's loaded model.
     """
-    import os
-
     if plan.service is not None:
-        token = plan.token if plan.token is not None else os.environ.get("EMOTIONAWARE_TOKEN") or None
-        return ServiceScorer(plan.service, token), True
+        return ServiceScorer(plan.service, plan.bearer_token()), True
     if plan.local is None:
         raise ValueError("a plan needs a service or a local model")
     key = (plan.local, task_cpus)

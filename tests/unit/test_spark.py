@@ -104,3 +104,12 @@ def test_a_failed_jobs_cause_is_the_workers_exception():
         cli.cause(RuntimeError(trace)) == "FileNotFoundError: model repository repo is not on this executor"
     )
     assert cli.cause(RuntimeError("\nplain failure")) == "plain failure"
+    worker = (
+        "An exception was thrown from the Python worker:\nTraceback (most recent call last):\n"
+        '  File "routing.py", line 96, in resolve\n    raise ModelNotFound(...)\n'
+        "gateway.errors.ModelNotFound: model 'nosuch' is not served; available: goemotions"
+    )
+    assert (
+        cli.cause(RuntimeError(worker))
+        == "gateway.errors.ModelNotFound: model 'nosuch' is not served; available: goemotions"
+    )
