@@ -1,6 +1,6 @@
 """Same text, same answer: a served score depends on the text, the options and the model version only.
 
-For each shipped model, 200 real texts are scored alone (one Classify each) and then again
+For each shipped model, 200 real texts (64 poems) are scored alone (one Classify each) and then again
 inside ClassifyBatch calls with 64 random other texts (two different mixes), from 16
 concurrent callers, through ClassifyStream and through the embedded ONNX Runtime backend.
 Every score must stay within 1e-4 of the lone call and every predicted set must be the same.
@@ -22,6 +22,7 @@ from emotionaware.v1 import emotion_pb2_grpc
 from gateway.server import GatewayServer
 
 TEXTS = 200
+POEMS = 64  # a poem is several windows: 64 of them are as many model rows as 200 short texts
 OTHERS = 64
 PER_BATCH = 8  # texts under test per ClassifyBatch call, each call with OTHERS random others
 CALLERS = 16
@@ -48,7 +49,7 @@ def texts_for(model: str, data_dir) -> list[str]:
         pool = [e.text for e in load_meld(data_dir).test]
     else:
         pool = [p.text for p in load_perc(data_dir).poems]
-    return rng.sample(sorted(set(pool)), TEXTS)
+    return rng.sample(sorted(set(pool)), POEMS if model == "poems" else TEXTS)
 
 
 def worst_difference(reference: list[Answer], other: list[Answer], path: str) -> float:

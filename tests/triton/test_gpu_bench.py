@@ -48,7 +48,7 @@ def test_bundle_rebuilds_the_committed_model_exactly_for_its_texts(small_bundle)
 def test_gpu_benchmark_runs_end_to_end_on_cpu(small_bundle, tmp_path):
     out = tmp_path / "results"
     gpu_run.main([
-        "--bundle", str(small_bundle), "--device", "cpu", "--dtypes", "fp32", "--texts", "96", "--seconds", "3",
+        "--bundle", str(small_bundle), "--device", "cpu", "--dtypes", "fp32", "--texts", "96", "--seconds", "2",
         "--ceiling-batch", "32", "--max-batch", "32", "--instances", "1", "--pa-concurrency", "2",
         "--gateways", "1,2", "--unary-concurrency", "4", "--batch-concurrency", "1",
         "--out", str(out), "--work", str(tmp_path / "work"),
