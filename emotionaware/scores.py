@@ -30,3 +30,29 @@ def aggregate_windows(scores: np.ndarray, weights: np.ndarray, problem_type: Pro
         return scores.max(axis=0)
     w = np.asarray(weights, dtype=np.float64)
     return (scores * w[:, None]).sum(axis=0) / w.sum()
+
+
+NEUTRAL = "neutral"
+
+
+def intensity(scores: np.ndarray, labels: tuple[str, ...] | list[str]) -> float | None:
+    """How strongly a text expresses any emotion: 1 - P(neutral), in [0, 1].
+
+    For a single-label (softmax) model it is the probability mass on the emotion labels; for a
+    multi-label (sigmoid) model, the model's probability that the text is not neutral. None for
+    a model without a ``neutral`` label (every label is an emotion: poems). Chosen on GoEmotions
+    dev over the highest emotion score: it rises with the number of emotions the annotators
+    agreed on in every decile (bench/intensity.py writes the table).
+    """
+    if NEUTRAL not in labels:
+        return None
+    return float(1.0 - scores[list(labels).index(NEUTRAL)])
+
+
+def aggregate_intensity(values: list[float], weights: list[int], problem_type: ProblemType) -> float:
+    """A text's intensity from its parts' (windows or sentences), as their scores aggregate:
+    the highest for sigmoid scores (MAX), the token-weighted mean for softmax scores (MEAN,
+    which equals 1 - the aggregated neutral probability)."""
+    if problem_type is ProblemType.MULTI_LABEL:
+        return max(values)
+    return float(np.dot(values, weights) / np.sum(weights))

@@ -15,8 +15,8 @@ the routing file (:func:`parse_policies`)::
     [clients."*"]                           # every client without a section of its own
 
 Without a matching section a client may do everything. Quotas count texts (a Classify is
-one, a ClassifyBatch one per text, a stream one per message), so a batch call cannot buy
-more work than the same texts sent one by one. ``traffic_class = "bulk"`` makes every call of
+one, a ClassifyBatch one per text, a stream one per message, an Analyze one per sentence), so
+a batch call cannot buy more work than the same texts sent one by one. ``traffic_class = "bulk"`` makes every call of
 the client bulk whatever the call asks (a corpus job's credentials cannot jump ahead of
 interactive callers); ``"interactive"`` only sets the default of calls that name no class.
 
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from gateway.errors import Overloaded, PermissionDenied
 from gateway.types import TrafficClass
 
-RPCS = ("Classify", "ClassifyBatch", "ClassifyStream", "ListModels", "GetModel")
+RPCS = ("Classify", "ClassifyBatch", "ClassifyStream", "Analyze", "ListModels", "GetModel")
 WILDCARD = "*"
 _POLICY_KEYS = {"models", "rpcs", "texts_per_s", "burst_texts", "max_concurrent_calls", "traffic_class"}
 

@@ -29,6 +29,11 @@ TOKENS = Histogram(
     "Tokens per text (before truncation)",
     buckets=(8, 16, 32, 64, 128, 256, 512, 1024, 4096),
 )
+SENTENCES = Histogram(
+    "emotionaware_analyze_sentences",
+    "Sentences per Analyze call",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 TRUNCATED = Counter("emotionaware_truncated_texts_total", "Texts cut to the model's token limit", ["model"])
 BATCH_TEXTS = Histogram(
     "emotionaware_batch_texts",

@@ -9,27 +9,34 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
+
+from emotionaware import sentences as sentencizer
 from emotionaware.artifact import ProblemType
 from emotionaware.context import format_context
+from emotionaware.scores import aggregate_intensity, intensity
 from emotionaware.text import has_visible_character
 from emotionaware.tokenization import TokenizedText
 from gateway.backends.base import Backend
 from gateway.batching import BatcherPool, SequenceOutput
 from gateway.callers import UNRESTRICTED, current_call
 from gateway.errors import GatewayError, InternalError, InvalidArgument
-from gateway.metrics import STAGE_LATENCY, TOKENS, TRUNCATED
+from gateway.metrics import SENTENCES, STAGE_LATENCY, TOKENS, TRUNCATED
 from gateway.postprocess import aggregate, decide, scores_of
 from gateway.routing import Resolved, Router, RouteTable
 from gateway.settings import Settings
 from gateway.specs import ModelSpec
 from gateway.types import (
+    AnalyzeInput,
+    AnalyzeResult,
     ChunkResult,
     ClassifyInput,
     ClassifyOptions,
     ClassifyResult,
     LongTextMode,
+    SentenceResult,
     TrafficClass,
 )
 
@@ -190,6 +197,12 @@ class Pipeline:
 
     def _finish(self, prepared: _Prepared, outputs: Sequence[SequenceOutput]) -> ClassifyResult:
         """Scores, decisions and chunk aggregation from the logits of each window."""
+        return self._finish_native(prepared, outputs)[0]
+
+    def _finish_native(
+        self, prepared: _Prepared, outputs: Sequence[SequenceOutput]
+    ) -> tuple[ClassifyResult, np.ndarray]:
+        """The result, and its scores over the model's own labels (before any view)."""
         request, spec, windows = prepared.request, prepared.spec, prepared.windows
         post = time.perf_counter()
         chunk_scores = [scores_of(spec, o.logits) for o in outputs]
@@ -202,11 +215,16 @@ class Pipeline:
                 ChunkResult(i, w.first_token, size, decide(spec, s, request.options))
                 for i, (w, size, s) in enumerate(zip(windows, sizes, chunk_scores, strict=True))
             )
+            parts = [intensity(s, spec.labels) for s in chunk_scores]
+            strength = (
+                None if parts[0] is None else aggregate_intensity(parts, sizes, spec.problem_type)  # type: ignore[arg-type]
+            )
         else:
             scores = chunk_scores[0]
+            strength = intensity(scores, spec.labels)
         scored = decide(spec, scores, request.options)
         STAGE_LATENCY.labels("postprocess").observe(time.perf_counter() - post)
-        return ClassifyResult(
+        result = ClassifyResult(
             scored=scored,
             problem_type=spec.problem_type,
             token_count=windows[0].token_count,
@@ -219,7 +237,9 @@ class Pipeline:
             chunks=chunks,
             chunk_count=len(windows),
             context_turns=prepared.turns,
+            intensity=strength,
         )
+        return result, scores
 
     async def classify(
         self,
@@ -315,6 +335,115 @@ class Pipeline:
             else:
                 results.append(failed if isinstance(failed, GatewayError) else InternalError())
         return results
+
+    # -- sentences ---------------------------------------------------------------------------
+
+    def _sentences(
+        self, request: AnalyzeInput, spec: ModelSpec
+    ) -> list[tuple[sentencizer.Sentence, _Prepared]]:
+        """Split, check the sentence limit, and tokenize every sentence (a thread's work for
+        long texts). A sentence longer than the model reads is windowed unless the request
+        asks for truncation."""
+        found = sentencizer.split(request.text)
+        limit = self.settings.max_sentences
+        if len(found) > limit:
+            raise InvalidArgument("text", f"has {len(found)} sentences; the limit is {limit}")
+        if not found:  # only invisible characters between sentence ends: nothing to read
+            raise InvalidArgument("text", "must contain at least one visible character")
+        mode = request.options.long_text or LongTextMode.CHUNK
+        out = []
+        for sentence in found:
+            if mode is LongTextMode.CHUNK:
+                windows, dropped = spec.tokenizer.encode_chunks(
+                    sentence.text, self.settings.chunk_overlap_tokens, self.settings.max_chunks
+                )
+            else:
+                encoded = spec.tokenizer.encode(sentence.text)
+                windows, dropped = [encoded], encoded.truncated
+            piece = ClassifyInput(sentence.text, request.model, request.options)
+            out.append((sentence, _Prepared(piece, spec, windows, dropped, 0)))
+        return out
+
+    async def analyze(self, request: AnalyzeInput, deadline: float) -> AnalyzeResult:
+        """Split ``request.text`` into sentences, classify them together, aggregate the document.
+
+        One admission for the call; every window of every sentence is queued at once, so the
+        sentences share batches. A quota counts one text per sentence.
+        """
+        arrived = time.monotonic()
+        resolved = self.resolve(request.model, request.options)
+        spec = resolved.spec
+        self.check_text(request.text, resolved.route.max_text_chars)
+        batcher = self.batchers.get(spec)
+        traffic_class = self.traffic_class(request.options, TrafficClass.INTERACTIVE)
+        ticket = await batcher.admit(traffic_class, 1, None, deadline, arrived)
+        futures: list[list[asyncio.Future]] = []
+        try:
+            started = time.perf_counter()
+            if len(request.text) > _THREAD_TOKENIZE_CHARS or not sentencizer.loaded():
+                parts = await asyncio.to_thread(self._sentences, request, spec)
+            else:
+                parts = self._sentences(request, spec)
+            STAGE_LATENCY.labels("tokenize").observe(time.perf_counter() - started)
+            SENTENCES.observe(len(parts))
+            self.charge(len(parts))
+            windows = [w for _, p in parts for w in p.windows]
+            batcher.check_deadline(ticket, len(windows), sum(len(w.input_ids) for w in windows), deadline)
+            for _, p in parts:
+                TOKENS.observe(p.windows[0].token_count)
+                if p.dropped:
+                    TRUNCATED.labels(spec.name).inc()
+                futures.append([batcher.enqueue(w.input_ids, deadline, ticket) for w in p.windows])
+        except BaseException:
+            for f in (f for fs in futures for f in fs):
+                f.cancel()
+            raise
+        finally:
+            batcher.release(ticket)
+        flat = [f for fs in futures for f in fs]
+        try:
+            await asyncio.gather(*flat)
+        finally:
+            for f in flat:
+                f.cancel()
+        return self._document(spec, request, parts, futures)
+
+    def _document(
+        self,
+        spec: ModelSpec,
+        request: AnalyzeInput,
+        parts: list[tuple[sentencizer.Sentence, _Prepared]],
+        futures: list[list[asyncio.Future]],
+    ) -> AnalyzeResult:
+        """Each sentence's result, and the document's: its scores aggregated over the
+        sentences as chunk windows are (max for sigmoid, mean weighted by each sentence's
+        tokens without the special ones for softmax); its intensity likewise."""
+        results, natives = [], []
+        for i, ((sentence, prepared), item_futures) in enumerate(zip(parts, futures, strict=True)):
+            result, native = self._finish_native(prepared, [f.result() for f in item_futures])
+            results.append(SentenceResult(i, sentence.text, sentence.span, result))
+            natives.append(native)
+        first = results[0].result
+        if len(results) == 1:
+            return AnalyzeResult(tuple(results), replace(first, chunks=(), chunk_count=1), False)
+        specials = spec.tokenizer.specials
+        weights = [max(r.result.token_count - specials, 1) for r in results]
+        scores = aggregate(spec, natives, weights)
+        strengths = [r.result.intensity for r in results]
+        strength = (
+            None if strengths[0] is None else aggregate_intensity(strengths, weights, spec.problem_type)  # type: ignore[arg-type]
+        )
+        document = replace(
+            first,
+            scored=decide(spec, scores, request.options),
+            token_count=sum(r.result.token_count for r in results),
+            token_count_exact=all(r.result.token_count_exact for r in results),
+            truncated=any(r.result.truncated for r in results),
+            chunks=(),
+            chunk_count=1,
+            intensity=strength,
+        )
+        return AnalyzeResult(tuple(results), document, True)
 
     async def close(self) -> None:
         await self.batchers.close()

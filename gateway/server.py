@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import grpc
 from prometheus_client import start_http_server
 
+from emotionaware import sentences
 from gateway.access import Gatekeeper
 from gateway.backends.base import Backend
 from gateway.backends.triton import TritonBackend
@@ -82,7 +83,12 @@ class GatewayServer:
         port = await self.grpc.start()
         if self.http is not None:
             self.http_port = await self.http.start()
-        self._tasks = [asyncio.create_task(self._watch_readiness()), asyncio.create_task(self.reloader.run())]
+        self._tasks = [
+            asyncio.create_task(self._watch_readiness()),
+            asyncio.create_task(self.reloader.run()),
+            # Analyze's sentencizer imports spaCy (seconds): now, off the loop, not in a request.
+            asyncio.create_task(asyncio.to_thread(sentences.load)),
+        ]
         log.info(
             "gateway listening: gRPC port %d, HTTP %s, models %s, backend %s",
             port,

@@ -88,6 +88,7 @@ class Settings:
         128, "messages of one stream classified at once (the stream is not read beyond)"
     )
     max_chunks: int = setting(MAX_CHUNKS, "most windows classified per text in chunk mode")
+    max_sentences: int = setting(128, "most sentences of one Analyze text")
     chunk_overlap_tokens: int = setting(
         CHUNK_OVERLAP_TOKENS, "tokens shared by consecutive windows in chunk mode"
     )
@@ -174,7 +175,7 @@ class Settings:
         if self.log_format not in ("text", "json"):
             raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
         positive = ("max_concurrent_rpcs", "max_batch_texts", "batch_max_texts", "batch_token_budget",
-                    "batch_max_inflight", "queue_max_texts", "bulk_queue_max_texts", "admission_hold_max", "max_chunks", "stream_history_turns", "stream_max_conversations",
+                    "batch_max_inflight", "queue_max_texts", "bulk_queue_max_texts", "admission_hold_max", "max_chunks", "max_sentences", "stream_history_turns", "stream_max_conversations",
                     "stream_max_pending")  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:

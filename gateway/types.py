@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from emotionaware.artifact import ProblemType
 from emotionaware.context import Turn
+from emotionaware.sentences import Span
 
 
 class View(StrEnum):
@@ -98,3 +99,36 @@ class ClassifyResult:
     chunk_count: int = 1
     context_turns: int = 0
     token_count_exact: bool = True  # False: only a prefix was tokenized, token_count is a lower bound
+    intensity: float | None = None  # 1 - P(neutral) (emotionaware.scores.intensity); None without neutral
+
+
+@dataclass(frozen=True)
+class AnalyzeInput:
+    """One text to split into sentences, each classified, with a document aggregate."""
+
+    text: str
+    model: str = ""
+    options: ClassifyOptions = field(default_factory=ClassifyOptions)
+
+
+@dataclass(frozen=True)
+class SentenceResult:
+    """One sentence of an analyzed text: where it is, and its classification."""
+
+    index: int
+    text: str
+    span: Span
+    result: ClassifyResult
+
+
+@dataclass(frozen=True)
+class AnalyzeResult:
+    """An analyzed text: its sentences and the document aggregate of their scores.
+
+    ``document`` holds the aggregated scores and decisions (its token_count is the sum of the
+    sentences', its chunk fields are empty); ``aggregated`` is False for a one-sentence text.
+    """
+
+    sentences: tuple[SentenceResult, ...]
+    document: ClassifyResult
+    aggregated: bool

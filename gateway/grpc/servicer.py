@@ -39,6 +39,7 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
 
     Classify = _unary("Classify")
     ClassifyBatch = _unary("ClassifyBatch")
+    Analyze = _unary("Analyze")
     ListModels = _unary("ListModels")
     GetModel = _unary("GetModel")
 

@@ -224,6 +224,11 @@ def openapi_document() -> dict[str, Any]:
                 "ClassifyBatch", "ClassifyBatchRequest", "ClassifyBatchResponse", "Classify many texts"
             )
         },
+        "/v1/analyze": {
+            "post": _operation(
+                "Analyze", "AnalyzeRequest", "AnalyzeResponse", "Sentences of one text, with offsets"
+            )
+        },
         "/v1/models": {"get": _operation("ListModels", None, "ListModelsResponse", "The models you may use")},
         "/v1/models/{model}": {
             "get": {

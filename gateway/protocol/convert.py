@@ -14,7 +14,15 @@ from emotionaware.artifact import ProblemType
 from emotionaware.v1 import emotion_pb2 as pb
 from gateway.errors import GatewayError, InvalidArgument, to_status
 from gateway.routing import RouteTable
-from gateway.types import ClassifyOptions, ClassifyResult, LongTextMode, Scored, TrafficClass, View
+from gateway.types import (
+    AnalyzeResult,
+    ClassifyOptions,
+    ClassifyResult,
+    LongTextMode,
+    Scored,
+    TrafficClass,
+    View,
+)
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,51 @@ def to_proto(result: ClassifyResult, started: float) -> pb.ClassifyResponse:
         context_turns=result.context_turns,
         token_count_is_lower_bound=not result.token_count_exact,
         server_latency_us=int((time.perf_counter() - started) * 1e6),
+        intensity=result.intensity,
+    )
+
+
+def analyze_proto(result: AnalyzeResult, started: float) -> pb.AnalyzeResponse:
+    document = result.document
+    aggregation = pb.AGGREGATION_UNSPECIFIED
+    if result.aggregated:
+        aggregation = (
+            pb.AGGREGATION_MAX if document.problem_type is ProblemType.MULTI_LABEL else pb.AGGREGATION_MEAN
+        )
+    return pb.AnalyzeResponse(
+        sentences=[
+            pb.SentenceResult(
+                index=s.index,
+                span=pb.TextSpan(
+                    start=s.span.start,
+                    end=s.span.end,
+                    utf8_start=s.span.utf8_start,
+                    utf8_end=s.span.utf8_end,
+                    utf16_start=s.span.utf16_start,
+                    utf16_end=s.span.utf16_end,
+                ),
+                text=s.text,
+                scores=_scores(s.result.scored),
+                predicted=list(s.result.scored.predicted),
+                token_count=s.result.token_count,
+                truncated=s.result.truncated,
+                chunk_count=s.result.chunk_count,
+                intensity=s.result.intensity,
+            )
+            for s in result.sentences
+        ],
+        scores=_scores(document.scored),
+        predicted=list(document.scored.predicted),
+        aggregation=aggregation,
+        intensity=document.intensity,
+        score_type=SCORE_TYPES[document.problem_type],
+        view=VIEW_ENUMS[document.view],
+        model=document.model,
+        model_version=document.model_version,
+        max_tokens=document.max_tokens,
+        token_count=document.token_count,
+        truncated=document.truncated,
+        server_latency_us=int((time.perf_counter() - started) * 1e6),
     )
 
 
@@ -149,6 +202,7 @@ def model_info(table: RouteTable, name: str, settings) -> pb.ModelInfo:
         max_text_chars=route.max_text_chars,
         max_batch_texts=route.max_batch_texts,
         max_chunks=settings.max_chunks,
+        max_sentences=settings.max_sentences,
         chunk_overlap_tokens=settings.chunk_overlap_tokens,
         dataset=spec.dataset,
     )

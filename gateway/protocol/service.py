@@ -28,15 +28,23 @@ from gateway.errors import (
 )
 from gateway.metrics import ITEM_ERRORS, LATENCY, REQUESTS
 from gateway.pipeline import Pipeline
-from gateway.protocol.convert import Undecodable, error_proto, model_info, options_from, to_proto
+from gateway.protocol.convert import (
+    Undecodable,
+    analyze_proto,
+    error_proto,
+    model_info,
+    options_from,
+    to_proto,
+)
 from gateway.protocol.stream import StreamSession
 from gateway.settings import Settings
-from gateway.types import ClassifyInput
+from gateway.types import AnalyzeInput, ClassifyInput
 
 # The unary methods: name -> (request type, response type).
 UNARY_METHODS: dict[str, tuple[type[Message], type[Message]]] = {
     "Classify": (pb.ClassifyRequest, pb.ClassifyResponse),
     "ClassifyBatch": (pb.ClassifyBatchRequest, pb.ClassifyBatchResponse),
+    "Analyze": (pb.AnalyzeRequest, pb.AnalyzeResponse),
     "ListModels": (pb.ListModelsRequest, pb.ListModelsResponse),
     "GetModel": (pb.GetModelRequest, pb.GetModelResponse),
 }
@@ -51,6 +59,7 @@ class EmotionApi:
         self._handlers: dict[str, Callable[[Message, float, float], Awaitable[Message]]] = {
             "Classify": self.classify,  # type: ignore[dict-item]
             "ClassifyBatch": self.classify_batch,  # type: ignore[dict-item]
+            "Analyze": self.analyze,  # type: ignore[dict-item]
             "ListModels": self.list_models,  # type: ignore[dict-item]
             "GetModel": self.get_model,  # type: ignore[dict-item]
         }
@@ -117,6 +126,13 @@ class EmotionApi:
         return pb.ClassifyBatchResponse(
             items=items, server_latency_us=int((time.perf_counter() - started) * 1e6)
         )
+
+    async def analyze(
+        self, request: pb.AnalyzeRequest, deadline: float, started: float
+    ) -> pb.AnalyzeResponse:
+        options = options_from(request.options)
+        result = await self.pipeline.analyze(AnalyzeInput(request.text, request.model, options), deadline)
+        return analyze_proto(result, started)
 
     async def list_models(
         self, request: pb.ListModelsRequest, deadline: float, started: float
