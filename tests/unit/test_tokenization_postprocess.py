@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from emotionaware.artifact import ProblemType
-from emotionaware.scores import to_scores
+from emotionaware.scores import aggregate_intensity, aggregate_windows, intensity, to_scores
 from emotionaware.taxonomy import EKMAN_LABELS, GOEMOTIONS_LABELS
 from emotionaware.tokenization import TextTokenizer
 from gateway.postprocess import aggregate, decide, scores_of
@@ -164,3 +164,20 @@ def test_unspecified_long_text_mode_is_the_models_default_except_with_context():
     assert long_text_mode(explicit, poems) is LongTextMode.TRUNCATE
     # Context and text go to the model as one sequence: never windows.
     assert long_text_mode(ClassifyInput("x", context=(Turn("a", "hi"),)), poems) is LongTextMode.TRUNCATE
+
+
+def test_intensity_is_one_minus_neutral_and_aggregates_as_scores_do():
+
+    labels = ("joy", "neutral", "anger")
+    assert intensity(np.array([0.9, 0.25, 0.1]), labels) == pytest.approx(0.75)
+    assert intensity(np.array([0.2, 0.8]), ("love", "sad")) is None  # no neutral label: poems
+    # Sigmoid: the most intense part; softmax: the token-weighted mean, which equals
+    # 1 - the aggregated neutral probability.
+    assert aggregate_intensity([0.2, 0.9, 0.5], [3, 1, 9], ProblemType.MULTI_LABEL) == 0.9
+    parts = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]])
+    weights = [4, 12]
+    mean = aggregate_windows(parts, np.array(weights), ProblemType.SINGLE_LABEL)
+    values = [intensity(p, labels) for p in parts]
+    assert aggregate_intensity(values, weights, ProblemType.SINGLE_LABEL) == pytest.approx(
+        intensity(mean, labels)
+    )
