@@ -29,7 +29,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export EMOTIONAWARE_DATA_DIR := $(abspath $(DATA_DIR))
 
-.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs latency-split peers spark-bench golden golden-check proto train probes eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence transports analyze-rate auth-cost gpu-bundle images constraints clean
+.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs latency-split peers spark-bench intensity analyze-cost golden golden-check proto train probes eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence transports analyze-rate auth-cost gpu-bundle images constraints clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -176,6 +176,9 @@ peers: $(STAMP_PERF) $(STAMP_TRAIN) export-if-stale ## ours (defaults, and admis
 
 spark-bench: $(STAMP_DEV) export-if-stale ## Spark scoring, both modes, beside the in-process ceiling and one ClassifyBatch client, one run (~5 min) -> bench/results/
 	$(PY) -m bench.spark --data-dir $(DATA_DIR) --texts 10000 --out $(call RESULT,spark)
+
+intensity: $(STAMP_DEV) export-if-stale ## intensity against what GoEmotions dev annotators agreed on, by decile (~1 min) -> bench/results/
+	$(PY) -m bench.intensity --data-dir $(DATA_DIR) --out $(call RESULT,intensity)
 
 latency-split: $(STAMP_DEV) export-if-stale ## where a unary call's time goes: client, gateway stages, Triton, ONNX Runtime; embedded as control (~2 min) -> bench/results/
 	$(PY) -m bench.latency_split --calls 1000 --out $(call RESULT,latency-split)
