@@ -180,6 +180,9 @@ spark-bench: $(STAMP_DEV) export-if-stale ## Spark scoring, both modes, beside t
 intensity: $(STAMP_DEV) export-if-stale ## intensity against what GoEmotions dev annotators agreed on, by decile (~1 min) -> bench/results/
 	$(PY) -m bench.intensity --data-dir $(DATA_DIR) --out $(call RESULT,intensity)
 
+analyze-cost: $(STAMP_DEV) export-if-stale ## Analyze beside Classify on the same texts against make serve's program, one run (~1 min) -> bench/results/
+	$(PY) -m bench.sentences --data-dir $(DATA_DIR) --out $(call RESULT,analyze-cost)
+
 latency-split: $(STAMP_DEV) export-if-stale ## where a unary call's time goes: client, gateway stages, Triton, ONNX Runtime; embedded as control (~2 min) -> bench/results/
 	$(PY) -m bench.latency_split --calls 1000 --out $(call RESULT,latency-split)
 

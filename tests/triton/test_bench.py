@@ -47,3 +47,13 @@ def test_soak_short_form_reports_what_the_gateway_counted(exported_repo, data_di
     assert sum(report["refused_by_reason"].values()) == errors.get("RESOURCE_EXHAUSTED", 0)
     assert sum(e for _, e in report["errors_per_window"]) <= sum(errors.values())
     assert report_path.with_suffix(".md").read_text().startswith("# Gateway memory soak")
+
+
+async def test_analyze_cost_table_on_the_session_gateway(gateway_target, data_dir, capsys):
+    from bench import sentences
+
+    texts = sentences.messages(data_dir, 24)
+    rows = await sentences.measure(gateway_target.listen, texts, 4)
+    assert [r.calls for r in rows[:2]] == [24, 24] and rows[2].calls == rows[1].sentences > 24
+    table = sentences.table(rows)
+    assert "| Analyze, whole text | 24 |" in table and "x |" in table
