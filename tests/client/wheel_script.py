@@ -29,12 +29,37 @@ with ea.EmotionClient(target, token=main_token, timeout=30) as client:
     ekman = client.classify("I miss her so much", view="ekman", return_all_scores=True)
     assert ekman.view is ea.View.EKMAN and len(ekman.scores) == 7
 
+    assert result.intensity is not None and 0.5 < result.intensity <= 1.0
+
+    # analyze: sentences with offsets that slice the text in each unit, and the document
+    message = "The parcel is late again.\r\nYour agent was rude to me! 你好。Thanks anyway 🙂"
+    analyzed = client.analyze(message, return_all_scores=True)
+    assert isinstance(analyzed, ea.AnalyzeResult) and analyzed.aggregation == "max", analyzed
+    assert [s.text for s in analyzed.sentences] == [
+        "The parcel is late again.", "Your agent was rude to me!", "你好。", "Thanks anyway 🙂"
+    ], analyzed.sentences  # fmt: skip
+    for s in analyzed.sentences:
+        assert isinstance(s, ea.SentenceResult) and isinstance(s.span, ea.TextSpan)
+        assert message[s.span.start : s.span.end] == s.text
+        assert message.encode()[s.span.utf8_start : s.span.utf8_end].decode() == s.text
+        assert (
+            message.encode("utf-16-le")[2 * s.span.utf16_start : 2 * s.span.utf16_end].decode("utf-16-le")
+            == s.text
+        )
+    assert analyzed.intensity == max(s.intensity or 0.0 for s in analyzed.sentences)
+    try:
+        client.analyze("No. " * 200)
+        raise AssertionError("200 sentences were accepted")
+    except ea.InvalidArgumentError as error:
+        assert "has 200 sentences; the limit is 128" in str(error), error
+
     # models
     listing = client.models()
     assert {"goemotions", "conversation"} <= {m.name for m in listing.models}
     assert "default" in {a.name for a in listing.aliases}
     info = client.model("goemotions")
     assert info.max_batch_texts == 256 and info.score_type == "sigmoid" and len(info.labels) == 28
+    assert info.max_sentences == 128
     assert client.batch_limit("") == 256
 
     # a batch of 1,000 texts (split into calls of at most 256), one of them invalid on its own
@@ -119,11 +144,17 @@ with ea.EmotionClient(target, token="wrong") as stranger:
 async def asynchronous() -> None:
     async with ea.AsyncEmotionClient(target, token=main_token, timeout=30) as aclient:
         one = await aclient.classify("This is terrifying")
+        sentences = await aclient.analyze("I am scared. Please help me.", model="conversation")
         many = await aclient.classify_batch(["I love it", "I hate it", "ok"] * 100, concurrency=2)
         async with aclient.conversation() as talk:
             first = await talk.send("ann", "I lost my keys.")
             second = await talk.send("bob", "Oh no, that's awful.")
     assert one.model == "goemotions" and len(many) == 300
+    assert (
+        len(sentences.sentences) == 2
+        and sentences.aggregation == "mean"
+        and sentences.score_type == "softmax"
+    )
     assert all(isinstance(i, ea.ClassifyResult) for i in many)
     assert first.context_turns == 0 and second.context_turns == 1
 

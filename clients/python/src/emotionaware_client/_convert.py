@@ -12,6 +12,7 @@ from emotionaware_client.types import (
     Aggregation,
     Alias,
     AliasTarget,
+    AnalyzeResult,
     BatchItem,
     ChunkResult,
     ClassifyResult,
@@ -22,6 +23,8 @@ from emotionaware_client.types import (
     ModelInfo,
     Models,
     ScoreType,
+    SentenceResult,
+    TextSpan,
     TrafficClass,
     Turn,
     View,
@@ -113,6 +116,46 @@ def result(message: pb.ClassifyResponse) -> ClassifyResult:
         context_turns=message.context_turns,
         token_count_is_lower_bound=message.token_count_is_lower_bound,
         server_latency_us=message.server_latency_us,
+        intensity=message.intensity if message.HasField("intensity") else None,
+    )
+
+
+def analyze(message: pb.AnalyzeResponse) -> AnalyzeResult:
+    """An AnalyzeResponse as an :class:`AnalyzeResult`."""
+    return AnalyzeResult(
+        sentences=tuple(
+            SentenceResult(
+                index=s.index,
+                span=TextSpan(
+                    s.span.start,
+                    s.span.end,
+                    s.span.utf8_start,
+                    s.span.utf8_end,
+                    s.span.utf16_start,
+                    s.span.utf16_end,
+                ),
+                text=s.text,
+                scores=tuple(label_score(x) for x in s.scores),
+                predicted=tuple(s.predicted),
+                token_count=s.token_count,
+                truncated=s.truncated,
+                chunk_count=s.chunk_count or 1,
+                intensity=s.intensity if s.HasField("intensity") else None,
+            )
+            for s in message.sentences
+        ),
+        scores=tuple(label_score(x) for x in message.scores),
+        predicted=tuple(message.predicted),
+        aggregation=_AGGREGATIONS.get(message.aggregation, "none"),
+        intensity=message.intensity if message.HasField("intensity") else None,
+        score_type=_SCORE_TYPES.get(message.score_type, "unspecified"),
+        view=_VIEWS_BACK.get(message.view, View.NATIVE),
+        model=message.model,
+        model_version=message.model_version,
+        max_tokens=message.max_tokens,
+        token_count=message.token_count,
+        truncated=message.truncated,
+        server_latency_us=message.server_latency_us,
     )
 
 
@@ -158,6 +201,7 @@ def model_info(message: pb.ModelInfo) -> ModelInfo:
         chunk_overlap_tokens=message.chunk_overlap_tokens,
         dataset=message.dataset,
         default_long_text_mode=_LONG_BACK.get(message.default_long_text_mode, LongTextMode.DEFAULT),
+        max_sentences=message.max_sentences,
     )
 
 

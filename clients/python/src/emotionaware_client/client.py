@@ -28,6 +28,7 @@ from emotionaware_client._proto import emotion_pb2_grpc
 from emotionaware_client.errors import EmotionAwareError, UnavailableError
 from emotionaware_client.retry import RetryPolicy, call_with_retry
 from emotionaware_client.types import (
+    AnalyzeResult,
     BatchItem,
     ClassifyResult,
     ItemError,
@@ -182,6 +183,55 @@ class EmotionClient:
         )
         response: pb.ClassifyResponse = self._unary("Classify", request, self._timeout(timeout))
         return _convert.result(response)
+
+    def analyze(
+        self,
+        text: str,
+        model: str = "",
+        *,
+        view: View | str = View.NATIVE,
+        top_k: int = 0,
+        threshold: float | None = None,
+        return_all_scores: bool = False,
+        long_text: LongTextMode | str = LongTextMode.DEFAULT,
+        traffic_class: TrafficClass | str = TrafficClass.DEFAULT,
+        model_version: str = "",
+        timeout: float | None = _UNSET,
+    ) -> AnalyzeResult:
+        """Split ``text`` into sentences and classify each, with a document aggregate.
+
+        Each sentence comes back with its offsets in ``text`` (code points, UTF-8 bytes, UTF-16
+        units), its scores and its intensity; the document's scores aggregate the sentences'
+        (``AnalyzeResult.aggregation`` names how). At most ``ModelInfo.max_sentences``
+        sentences (128 by default).
+
+        Args:
+            text: the text (at least one visible character, at most the model's limit).
+            model: model name or alias ("": the server's ``default`` alias).
+            view, top_k, threshold, return_all_scores, traffic_class, model_version: as for
+                :meth:`classify`, applied to every sentence and to the document.
+            long_text: per sentence; :attr:`LongTextMode.DEFAULT` windows a sentence longer
+                than the token limit, :attr:`LongTextMode.TRUNCATE` cuts it.
+            timeout: deadline in seconds, retries included (default: the client's).
+
+        Raises:
+            EmotionAwareError: e.g. :class:`InvalidArgumentError` for too many sentences.
+        """
+        request = pb.AnalyzeRequest(
+            text=text,
+            model=model,
+            options=_convert.options(
+                model_version=model_version,
+                view=view,
+                top_k=top_k,
+                threshold=threshold,
+                return_all_scores=return_all_scores,
+                long_text=long_text,
+                traffic_class=traffic_class,
+            ),
+        )
+        response: pb.AnalyzeResponse = self._unary("Analyze", request, self._timeout(timeout))
+        return _convert.analyze(response)
 
     def batch_limit(self, model: str = "") -> int:
         """Most texts per ClassifyBatch call for ``model`` (GetModel's ``max_batch_texts``, cached).

@@ -14,6 +14,7 @@ __all__ = [
     "Aggregation",
     "Alias",
     "AliasTarget",
+    "AnalyzeResult",
     "BatchItem",
     "ChunkResult",
     "ClassifyResult",
@@ -24,6 +25,8 @@ __all__ = [
     "ModelInfo",
     "Models",
     "ScoreType",
+    "SentenceResult",
+    "TextSpan",
     "TrafficClass",
     "Turn",
     "View",
@@ -146,11 +149,89 @@ class ClassifyResult:
     """Whether the text has more tokens than ``token_count``."""
     server_latency_us: int = 0
     """Time spent in the server, in microseconds."""
+    intensity: float | None = None
+    """How strongly the text expresses any emotion, 1 - P(neutral), in [0, 1]; None for a
+    model without a ``neutral`` label."""
 
     @property
     def top(self) -> LabelScore | None:
         """The highest-scoring label returned, or None when ``scores`` is empty."""
         return self.scores[0] if self.scores else None
+
+
+@dataclass(frozen=True)
+class TextSpan:
+    """Where a sentence sits in the analyzed text, ``[start, end)`` in three units."""
+
+    start: int
+    """First Unicode code point (``text[start:end]`` in Python)."""
+    end: int
+    """One past the last code point."""
+    utf8_start: int
+    """First UTF-8 byte (``text.encode()[utf8_start:utf8_end]``)."""
+    utf8_end: int
+    """One past the last UTF-8 byte."""
+    utf16_start: int
+    """First UTF-16 code unit (JavaScript's ``text.slice(utf16_start, utf16_end)``)."""
+    utf16_end: int
+    """One past the last UTF-16 code unit."""
+
+
+@dataclass(frozen=True)
+class SentenceResult:
+    """One sentence of :meth:`EmotionClient.analyze`: where it is and its emotions."""
+
+    index: int
+    """Position of the sentence in the text, 0-based."""
+    span: TextSpan
+    """Its offsets in the text as sent."""
+    text: str
+    """The sentence (the text sliced by ``span``)."""
+    scores: tuple[LabelScore, ...]
+    """Its label scores, highest first."""
+    predicted: tuple[str, ...]
+    """Its predicted labels, highest score first."""
+    token_count: int
+    """Its tokens, special tokens included."""
+    truncated: bool
+    """Whether part of the sentence was not classified."""
+    chunk_count: int
+    """Windows classified (1 unless the sentence exceeded the token limit)."""
+    intensity: float | None
+    """Its intensity, as :attr:`ClassifyResult.intensity`."""
+
+
+@dataclass(frozen=True)
+class AnalyzeResult:
+    """A text by sentence, with the document aggregate (:meth:`EmotionClient.analyze`)."""
+
+    sentences: tuple[SentenceResult, ...]
+    """Every sentence, in text order."""
+    scores: tuple[LabelScore, ...]
+    """The document's label scores, aggregated from the sentences (see ``aggregation``)."""
+    predicted: tuple[str, ...]
+    """The document's predicted labels."""
+    aggregation: Aggregation
+    """``"max"`` (multi-label: each label's highest sentence score), ``"mean"`` (single-label:
+    token-weighted mean) or ``"none"`` (one sentence)."""
+    intensity: float | None
+    """The document's intensity (the sentences' aggregated as their scores are)."""
+    score_type: ScoreType
+    """``"sigmoid"`` or ``"softmax"``."""
+    view: View
+    """Label set of every ``scores`` and ``predicted``."""
+    model: str
+    """Name of the model that answered."""
+    model_version: str
+    """Version of the model that answered."""
+    max_tokens: int
+    """The model's token limit per sequence."""
+    token_count: int
+    """Sum of the sentences' token counts."""
+    truncated: bool
+    """Whether part of some sentence was not classified."""
+    server_latency_us: int = 0
+    """Time spent in the server, in microseconds."""
 
 
 @dataclass(frozen=True)
@@ -217,6 +298,8 @@ class ModelInfo:
     """Dataset the model was trained on ("" when unknown)."""
     default_long_text_mode: LongTextMode
     """What :attr:`LongTextMode.DEFAULT` means for this model."""
+    max_sentences: int = 0
+    """Most sentences of one :meth:`EmotionClient.analyze` text (0: a server without Analyze)."""
 
 
 @dataclass(frozen=True)
