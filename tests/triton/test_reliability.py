@@ -28,7 +28,7 @@ DOCUMENTED = {
     grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 EXAMPLES = int(os.environ.get("EMOTIONAWARE_FUZZ_EXAMPLES", "40"))  # per RPC; make fuzz raises it
-METHODS = ("Classify", "ClassifyBatch", "ClassifyStream", "ListModels", "GetModel")
+METHODS = ("Classify", "ClassifyBatch", "ClassifyStream", "Analyze", "ListModels", "GetModel")
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +141,28 @@ batch = st.one_of(
         pb.ClassifyBatchRequest, texts=st.lists(hostile_text, max_size=300), model=names, options=options
     ),
 )
+# Sentences of every size and count around the limit, joined by every kind of separator.
+sentence_runs = st.builds(
+    lambda pieces, separator, n: (separator.join(pieces * n))[:10_000],
+    st.lists(st.one_of(visible_text, hostile_text), min_size=1, max_size=4),
+    st.sampled_from([". ", "! ", "\r\n", "\n\n", "。", "\u2029", " ", ".", "?!\u200b "]),
+    st.integers(1, 140),
+)
+analyze = st.one_of(
+    st.builds(
+        pb.AnalyzeRequest,
+        text=sentence_runs,
+        model=st.sampled_from(["goemotions", "poems", "conversation", ""]),
+        options=plain_options,
+    ),
+    st.builds(
+        with_threshold,
+        st.builds(
+            pb.AnalyzeRequest, text=st.one_of(hostile_text, sentence_runs), model=names, options=options
+        ),
+        thresholds,
+    ),
+)
 stream = st.lists(
     st.one_of(
         st.builds(
@@ -208,6 +230,23 @@ def test_fuzz_classify_batch(channel, request):
                 check_item(item.error)
     except grpc.RpcError as err:
         check_status(err)
+
+
+@fuzz_settings
+@given(request=analyze)
+def test_fuzz_analyze(channel, request):
+    stub = reliability.emotion_pb2_grpc.EmotionServiceStub(channel)
+    try:
+        reply = stub.Analyze(request, timeout=60)
+    except grpc.RpcError as err:
+        check_status(err)
+        return
+    event("OK")
+    text, raw = request.text, request.text.encode()
+    assert 1 <= len(reply.sentences) <= 128
+    for sentence in reply.sentences:
+        assert text[sentence.span.start : sentence.span.end] == sentence.text
+        assert raw[sentence.span.utf8_start : sentence.span.utf8_end].decode() == sentence.text
 
 
 @fuzz_settings
@@ -297,6 +336,15 @@ def test_the_largest_accepted_requests_have_bounded_cost(serve, channel):
     turns = [pb.Turn(speaker="a", text=noise()) for _ in range(64)]
     reply = stub.Classify(pb.ClassifyRequest(model="conversation", text=noise(), context=turns), timeout=30)
     assert reply.truncated and reply.token_count_is_lower_bound
+    # Analyze at its limits: 128 sentences filling the character limit, and one sentence of
+    # 10,000 characters (windowed up to the chunk limit, then truncated).
+    letters = "".join(c for _ in range(4) for c in noise() if c.isalpha())  # no sentence ends
+    many = "\n".join(letters[i * 77 : (i + 1) * 77] for i in range(128))
+    analyzed = stub.Analyze(pb.AnalyzeRequest(text=many), timeout=60)
+    assert len(analyzed.sentences) == 128 and len(many) <= 10_000
+    words = " ".join(letters[i : i + 2] for i in range(0, 6668, 2))[:10_000]
+    one = stub.Analyze(pb.AnalyzeRequest(text=words), timeout=60)
+    assert len(one.sentences) == 1 and one.sentences[0].chunk_count == 16 and one.truncated
     assert reliability.rss_mib(serve.gateway_pid()) - before < 200
 
 
