@@ -72,6 +72,7 @@ class Pipeline:
         self.router = router
         self.backend = backend
         self.batchers = BatcherPool(backend, settings)
+        self._sentencizer: asyncio.Future[None] | None = None
 
     @property
     def table(self) -> RouteTable:
@@ -338,6 +339,19 @@ class Pipeline:
 
     # -- sentences ---------------------------------------------------------------------------
 
+    def warm_sentencizer(self) -> None:
+        """Start loading the sentencizer in a thread (importing spaCy takes seconds)."""
+        if self._sentencizer is None and not sentencizer.loaded():
+            self._sentencizer = asyncio.ensure_future(asyncio.to_thread(sentencizer.load))
+
+    async def _sentencizer_ready(self) -> None:
+        """Every Analyze that comes before the load waits on the one load (no thread each)."""
+        if sentencizer.loaded():
+            return
+        self.warm_sentencizer()
+        assert self._sentencizer is not None
+        await asyncio.shield(self._sentencizer)
+
     def _sentences(
         self, request: AnalyzeInput, spec: ModelSpec
     ) -> list[tuple[sentencizer.Sentence, _Prepared]]:
@@ -379,8 +393,9 @@ class Pipeline:
         ticket = await batcher.admit(traffic_class, 1, None, deadline, arrived)
         futures: list[list[asyncio.Future]] = []
         try:
+            await self._sentencizer_ready()
             started = time.perf_counter()
-            if len(request.text) > _THREAD_TOKENIZE_CHARS or not sentencizer.loaded():
+            if len(request.text) > _THREAD_TOKENIZE_CHARS:
                 parts = await asyncio.to_thread(self._sentences, request, spec)
             else:
                 parts = self._sentences(request, spec)

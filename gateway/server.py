@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import grpc
 from prometheus_client import start_http_server
 
-from emotionaware import sentences
 from gateway.access import Gatekeeper
 from gateway.backends.base import Backend
 from gateway.backends.triton import TritonBackend
@@ -83,12 +82,7 @@ class GatewayServer:
         port = await self.grpc.start()
         if self.http is not None:
             self.http_port = await self.http.start()
-        self._tasks = [
-            asyncio.create_task(self._watch_readiness()),
-            asyncio.create_task(self.reloader.run()),
-            # Analyze's sentencizer imports spaCy (seconds): now, off the loop, not in a request.
-            asyncio.create_task(asyncio.to_thread(sentences.load)),
-        ]
+        self._tasks = [asyncio.create_task(self._watch_readiness()), asyncio.create_task(self.reloader.run())]
         log.info(
             "gateway listening: gRPC port %d, HTTP %s, models %s, backend %s",
             port,
@@ -105,6 +99,10 @@ class GatewayServer:
         if self._serving is not None or serving:
             log.info("health: %s", "SERVING" if serving else "NOT_SERVING")
         self._serving = serving
+        if serving:
+            # Analyze's sentencizer imports spaCy (seconds): once serving, so a restart is not
+            # slower to answer Classify; an Analyze that comes first waits for it.
+            self.pipeline.warm_sentencizer()
 
     async def _watch_readiness(self) -> None:
         """SERVING only while Triton and every routed model are ready; flips back when not."""

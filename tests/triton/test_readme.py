@@ -80,8 +80,9 @@ async def test_http_curl_call(http_url):
     reply = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(request, timeout=30).read()))
     documented = json.loads(output)
     assert set(reply) == set(documented)
-    for key in set(documented) - {"scores", "serverLatencyUs"}:
+    for key in set(documented) - {"scores", "serverLatencyUs", "intensity"}:
         assert reply[key] == documented[key], key
+    assert abs(reply["intensity"] - documented["intensity"]) <= 0.006
     for got, doc in zip(reply["scores"], documented["scores"], strict=True):
         assert got["label"] == doc["label"] and got["predicted"] == doc["predicted"]
         assert abs(got["score"] - doc["score"]) <= 0.006 and abs(got["threshold"] - doc["threshold"]) <= 0.006
