@@ -29,16 +29,24 @@ class ConversationStore:
         self._turns.move_to_end(conversation_id)
         return tuple(turns)
 
-    def append(self, conversation_id: str, turn: Turn) -> None:
+    def append(self, conversation_id: str, turn: Turn) -> str | None:
+        """Add a turn; the id of the conversation forgotten to make room for a new one, if any."""
+        evicted = None
         turns = self._turns.get(conversation_id)
         if turns is None:
             if len(self._turns) >= self._max_conversations:
-                self._turns.popitem(last=False)
+                evicted, _ = self._turns.popitem(last=False)
                 STREAM_CONVERSATIONS.dec()
             turns = self._turns[conversation_id] = deque(maxlen=self._max_turns)
             STREAM_CONVERSATIONS.inc()
         self._turns.move_to_end(conversation_id)
         turns.append(turn)
+        return evicted
+
+    def end(self, conversation_id: str) -> None:
+        """Forget a conversation that ended (its next message starts a new one)."""
+        if self._turns.pop(conversation_id, None) is not None:
+            STREAM_CONVERSATIONS.dec()
 
     def clear(self) -> None:
         STREAM_CONVERSATIONS.dec(len(self._turns))

@@ -34,6 +34,11 @@ SENTENCES = Histogram(
     "Sentences per Analyze call",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+POLICY_MATCHES = Counter(
+    "emotionaware_policy_matches_total",
+    "Policy rules (routing file [policies]) that matched, by rule and scope (text, sentence, conversation)",
+    ["rule", "scope"],
+)
 TRUNCATED = Counter("emotionaware_truncated_texts_total", "Texts cut to the model's token limit", ["model"])
 BATCH_TEXTS = Histogram(
     "emotionaware_batch_texts",

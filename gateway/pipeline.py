@@ -201,9 +201,11 @@ class Pipeline:
         return self._finish_native(prepared, outputs)[0]
 
     def _finish_native(
-        self, prepared: _Prepared, outputs: Sequence[SequenceOutput]
+        self, prepared: _Prepared, outputs: Sequence[SequenceOutput], text_flags: bool = True
     ) -> tuple[ClassifyResult, np.ndarray]:
-        """The result, and its scores over the model's own labels (before any view)."""
+        """The result, and its scores over the model's own labels (before any view).
+
+        ``text_flags``: evaluate the policies' text rules (an Analyze sentence has its own)."""
         request, spec, windows = prepared.request, prepared.spec, prepared.windows
         post = time.perf_counter()
         chunk_scores = [scores_of(spec, o.logits) for o in outputs]
@@ -239,6 +241,8 @@ class Pipeline:
             chunk_count=len(windows),
             context_turns=prepared.turns,
             intensity=strength,
+            flags=self.table.policies.flags(spec, scores, strength) if text_flags else (),
+            native=scores,
         )
         return result, scores
 
@@ -434,13 +438,23 @@ class Pipeline:
         sentences as chunk windows are (max for sigmoid, mean weighted by each sentence's
         tokens without the special ones for softmax); its intensity likewise."""
         results, natives = [], []
+        policies = self.table.policies
         for i, ((sentence, prepared), item_futures) in enumerate(zip(parts, futures, strict=True)):
-            result, native = self._finish_native(prepared, [f.result() for f in item_futures])
-            results.append(SentenceResult(i, sentence.text, sentence.span, result))
+            result, native = self._finish_native(
+                prepared, [f.result() for f in item_futures], text_flags=False
+            )
+            flags = policies.flags(spec, native, result.intensity, "sentence", i, sentence.span)
+            results.append(SentenceResult(i, sentence.text, sentence.span, replace(result, flags=flags)))
             natives.append(native)
         first = results[0].result
         if len(results) == 1:
-            return AnalyzeResult(tuple(results), replace(first, chunks=(), chunk_count=1), False)
+            document = replace(
+                first,
+                chunks=(),
+                chunk_count=1,
+                flags=policies.flags(spec, natives[0], first.intensity),
+            )
+            return AnalyzeResult(tuple(results), document, False)
         specials = spec.tokenizer.specials
         weights = [max(r.result.token_count - specials, 1) for r in results]
         scores = aggregate(spec, natives, weights)
@@ -457,6 +471,8 @@ class Pipeline:
             chunks=(),
             chunk_count=1,
             intensity=strength,
+            flags=policies.flags(spec, scores, strength),
+            native=scores,
         )
         return AnalyzeResult(tuple(results), document, True)
 

@@ -18,6 +18,10 @@ The routing file (TOML) names the served models, their limits, and aliases::
     models = ["goemotions"]                                  # (see gateway/callers.py)
     texts_per_s = 50
 
+    [policies.abuse]                                         # rules that flag texts, sentences
+    when = "anger + disgust >= 0.8"                          # and conversations
+    scope = ["text", "sentence"]                             # (see gateway/policies.py)
+
 Without a file, every model in the repository is served under its own name, with the
 aliases ``default`` (the settings' default model) and ``stable`` (the same).
 
@@ -36,9 +40,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.callers import ClientPolicy, parse_policies
+from gateway.callers import ClientPolicy
+from gateway.callers import parse_policies as parse_client_policies
 from gateway.errors import ModelNotFound, quote
 from gateway.metrics import ROUTING_RELOADS
+from gateway.policies import Policies, parse_policies
 from gateway.settings import Settings
 from gateway.specs import ModelSpec, load_model_spec
 
@@ -81,6 +87,7 @@ class RouteTable:
     routes: Mapping[str, Route]
     aliases: Mapping[str, tuple[AliasTarget, ...]]
     clients: Mapping[str, ClientPolicy] = field(default_factory=dict)
+    policies: Policies = field(default_factory=Policies)
 
     def resolve(self, name: str, version: str = "", rng: random.Random | None = None) -> Resolved:
         """Route a model name or alias (empty: ``default``) and an optional pinned version."""
@@ -126,7 +133,7 @@ def build_table(settings: Settings, config: Mapping | None) -> RouteTable:
         models = {name: {} for name in names}
         aliases_raw: Mapping = {"default": settings.default_model, "stable": settings.default_model}
     else:
-        unknown_sections = set(config) - {"models", "aliases", "clients"}
+        unknown_sections = set(config) - {"models", "aliases", "clients", "policies"}
         if unknown_sections:
             raise ValueError(f"unknown sections {sorted(unknown_sections)}")
         models, aliases_raw = config.get("models", {}), config.get("aliases", {})
@@ -179,8 +186,10 @@ def build_table(settings: Settings, config: Mapping | None) -> RouteTable:
         aliases[alias] = targets
     if "default" not in aliases:
         raise ValueError("aliases.default is required")
-    clients = parse_policies((config or {}).get("clients", {}), set(routes))
-    return RouteTable(specs, routes, aliases, clients)
+    clients = parse_client_policies((config or {}).get("clients", {}), set(routes))
+    routed = {name: specs[(name, route.version)] for name, route in routes.items()}
+    policies = parse_policies((config or {}).get("policies"), routed)
+    return RouteTable(specs, routes, aliases, clients, policies)
 
 
 class Router:
@@ -213,5 +222,11 @@ class Router:
             return False
         self.table = table
         ROUTING_RELOADS.labels("ok").inc()
-        log.info("routing reloaded: models %s, aliases %s", ",".join(table.routes), ",".join(table.aliases))
+        log.info(
+            "routing reloaded: models %s, aliases %s, policies %s",
+            ",".join(table.routes),
+            ",".join(table.aliases),
+            ",".join(r.name for r in (*table.policies.label_rules, *table.policies.conversation_rules))
+            or "none",
+        )
         return True

@@ -84,6 +84,9 @@ class Settings:
     stream_max_conversations: int = setting(
         1024, "conversations remembered per stream (least recently used forgotten)"
     )
+    stream_summary_turns: int = setting(
+        5, "turns of a speaker in a conversation summary's negative moving average"
+    )
     stream_max_pending: int = setting(
         128, "messages of one stream classified at once (the stream is not read beyond)"
     )
@@ -175,7 +178,7 @@ class Settings:
         if self.log_format not in ("text", "json"):
             raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
         positive = ("max_concurrent_rpcs", "max_batch_texts", "batch_max_texts", "batch_token_budget",
-                    "batch_max_inflight", "queue_max_texts", "bulk_queue_max_texts", "admission_hold_max", "max_chunks", "max_sentences", "stream_history_turns", "stream_max_conversations",
+                    "batch_max_inflight", "queue_max_texts", "bulk_queue_max_texts", "admission_hold_max", "max_chunks", "max_sentences", "stream_history_turns", "stream_max_conversations", "stream_summary_turns",
                     "stream_max_pending")  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import numpy as np
+
 from emotionaware.artifact import ProblemType
 from emotionaware.context import Turn
 from emotionaware.sentences import Span
@@ -76,6 +78,20 @@ class Scored:
 
 
 @dataclass(frozen=True)
+class Flag:
+    """A policy rule that matched (gateway.policies), and where: a text, a sentence (its index
+    and span) or a conversation turn (its position in the conversation and the speaker)."""
+
+    rule: str
+    scope: str  # "text", "sentence" or "conversation"
+    value: float  # the value that met the bound
+    sentence: int | None = None
+    span: Span | None = None
+    turn: int | None = None
+    speaker: str | None = None
+
+
+@dataclass(frozen=True)
 class ChunkResult:
     index: int
     first_token: int
@@ -100,6 +116,9 @@ class ClassifyResult:
     context_turns: int = 0
     token_count_exact: bool = True  # False: only a prefix was tokenized, token_count is a lower bound
     intensity: float | None = None  # 1 - P(neutral) (emotionaware.scores.intensity); None without neutral
+    flags: tuple[Flag, ...] = ()  # policy rules that matched the text
+    # Scores over the model's own labels, before any view (conversation summaries read them).
+    native: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

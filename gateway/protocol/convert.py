@@ -14,10 +14,12 @@ from emotionaware.artifact import ProblemType
 from emotionaware.v1 import emotion_pb2 as pb
 from gateway.errors import GatewayError, InvalidArgument, to_status
 from gateway.routing import RouteTable
+from gateway.summaries import Reason, Summary, Trend
 from gateway.types import (
     AnalyzeResult,
     ClassifyOptions,
     ClassifyResult,
+    Flag,
     LongTextMode,
     Scored,
     TrafficClass,
@@ -56,6 +58,17 @@ TRAFFIC_CLASSES = {
     pb.TRAFFIC_CLASS_INTERACTIVE: TrafficClass.INTERACTIVE,
     pb.TRAFFIC_CLASS_BULK: TrafficClass.BULK,
 }
+FLAG_SCOPES = {
+    "text": pb.FLAG_SCOPE_TEXT,
+    "sentence": pb.FLAG_SCOPE_SENTENCE,
+    "conversation": pb.FLAG_SCOPE_CONVERSATION,
+}
+REASONS = {
+    Reason.REQUESTED: pb.SUMMARY_REASON_REQUESTED,
+    Reason.ENDED: pb.SUMMARY_REASON_ENDED,
+    Reason.EVICTED: pb.SUMMARY_REASON_EVICTED,
+}
+TRENDS = {Trend.FLAT: pb.TREND_UNSPECIFIED, Trend.RISING: pb.TREND_RISING, Trend.FALLING: pb.TREND_FALLING}
 LONG_TEXT_PB = {
     LongTextMode.TRUNCATE: pb.LONG_TEXT_MODE_TRUNCATE,
     LongTextMode.CHUNK: pb.LONG_TEXT_MODE_CHUNK,
@@ -95,6 +108,58 @@ def _scores(scored: Scored) -> list[pb.LabelScore]:
     ]
 
 
+def _span(span) -> pb.TextSpan:
+    return pb.TextSpan(
+        start=span.start,
+        end=span.end,
+        utf8_start=span.utf8_start,
+        utf8_end=span.utf8_end,
+        utf16_start=span.utf16_start,
+        utf16_end=span.utf16_end,
+    )
+
+
+def flags_proto(flags: tuple[Flag, ...]) -> list[pb.Flag]:
+    out = []
+    for f in flags:
+        message = pb.Flag(rule=f.rule, scope=FLAG_SCOPES[f.scope], value=f.value)
+        if f.sentence is not None:
+            message.sentence = f.sentence
+        if f.span is not None:
+            message.span.CopyFrom(_span(f.span))
+        if f.turn is not None:
+            message.turn = f.turn
+        if f.speaker is not None:
+            message.speaker = f.speaker
+        out.append(message)
+    return out
+
+
+def summary_proto(summary: Summary) -> pb.ConversationSummary:
+    return pb.ConversationSummary(
+        conversation_id=summary.conversation_id,
+        reason=REASONS[summary.reason],
+        model=summary.model,
+        turns=summary.turns,
+        answered_turns=summary.answered,
+        window=summary.window,
+        labels=[
+            pb.LabelShare(label=s.label, mean_score=s.mean_score, predicted_turns=s.predicted_turns)
+            for s in summary.labels
+        ],
+        speakers=[
+            pb.SpeakerSummary(
+                speaker=s.speaker,
+                turns=s.turns,
+                negative_average=s.negative_average,
+                trend=TRENDS[s.trend],
+                last_change_turn=s.last_change_turn,
+            )
+            for s in summary.speakers
+        ],
+    )
+
+
 def to_proto(result: ClassifyResult, started: float) -> pb.ClassifyResponse:
     aggregation = pb.AGGREGATION_UNSPECIFIED
     if result.chunk_count > 1:  # windows were aggregated
@@ -127,6 +192,7 @@ def to_proto(result: ClassifyResult, started: float) -> pb.ClassifyResponse:
         token_count_is_lower_bound=not result.token_count_exact,
         server_latency_us=int((time.perf_counter() - started) * 1e6),
         intensity=result.intensity,
+        flags=flags_proto(result.flags),
     )
 
 
@@ -141,14 +207,7 @@ def analyze_proto(result: AnalyzeResult, started: float) -> pb.AnalyzeResponse:
         sentences=[
             pb.SentenceResult(
                 index=s.index,
-                span=pb.TextSpan(
-                    start=s.span.start,
-                    end=s.span.end,
-                    utf8_start=s.span.utf8_start,
-                    utf8_end=s.span.utf8_end,
-                    utf16_start=s.span.utf16_start,
-                    utf16_end=s.span.utf16_end,
-                ),
+                span=_span(s.span),
                 text=s.text,
                 scores=_scores(s.result.scored),
                 predicted=list(s.result.scored.predicted),
@@ -171,6 +230,7 @@ def analyze_proto(result: AnalyzeResult, started: float) -> pb.AnalyzeResponse:
         token_count=document.token_count,
         truncated=document.truncated,
         server_latency_us=int((time.perf_counter() - started) * 1e6),
+        flags=flags_proto(document.flags + tuple(f for s in result.sentences for f in s.result.flags)),
     )
 
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from emotionaware.context import Turn
 from emotionaware.v1 import emotion_pb2 as pb
@@ -22,11 +23,34 @@ from gateway.errors import (
 )
 from gateway.metrics import ITEM_ERRORS, LATENCY, REQUESTS
 from gateway.pipeline import Pipeline
-from gateway.protocol.convert import Undecodable, error_proto, options_from, to_proto
+from gateway.protocol.convert import (
+    Undecodable,
+    error_proto,
+    flags_proto,
+    options_from,
+    summary_proto,
+    to_proto,
+)
+from gateway.routing import Resolved
 from gateway.settings import Settings
-from gateway.types import ClassifyInput, LongTextMode
+from gateway.summaries import Reason, SummaryBook
+from gateway.types import ClassifyInput, ClassifyResult, LongTextMode
 
 MAX_CONVERSATION_ID_CHARS = 128
+
+
+@dataclass(frozen=True)
+class _Message:
+    """A message as read, in arrival order: what to classify (or why not) and what the
+    conversation's summary needs when its answer is written."""
+
+    work: tuple[ClassifyInput, Resolved, float] | GatewayError | None  # None: only ends it
+    conversation_id: str = ""
+    speaker: str = ""
+    counted: bool = False  # added to the conversation's context (a turn of its summary)
+    summarize: bool = False
+    end: bool = False
+    evicted: str | None = None  # a conversation forgotten to make room for this one
 
 
 class StreamSession:
@@ -49,6 +73,7 @@ class StreamSession:
         self.store = ConversationStore(
             self.settings.stream_history_turns, self.settings.stream_max_conversations
         )
+        self.summaries = SummaryBook(self.settings.stream_summary_turns)
         # Answers in arrival order: a task per message, None at the end, or the reader's error.
         self.pending: asyncio.Queue[asyncio.Task | BaseException | None] = asyncio.Queue(
             self.settings.stream_max_pending
@@ -61,7 +86,7 @@ class StreamSession:
             limits.append(time.monotonic() + stream_remaining)
         return min(limits) if limits else arrived + self.settings.default_timeout_s
 
-    def prepare(self, message: pb.ClassifyStreamRequest | Undecodable):
+    def prepare(self, message: pb.ClassifyStreamRequest | Undecodable) -> _Message:
         """Validate, route and snapshot context in arrival order (before any await)."""
         arrived = time.monotonic()
         try:
@@ -75,6 +100,9 @@ class StreamSession:
                     "conversation_id",
                     f"is {len(cid)} characters long; the limit is {MAX_CONVERSATION_ID_CHARS}",
                 )
+            if message.end_conversation and not message.text:
+                self.store.end(cid)
+                return _Message(None, cid, message.speaker, summarize=message.summarize, end=True)
             options = options_from(message.options)
             if options.long_text is LongTextMode.CHUNK:
                 raise InvalidArgument("options.long_text_mode", "chunk mode is not available on streams")
@@ -84,27 +112,36 @@ class StreamSession:
             request = ClassifyInput(message.text, spec.name, options, history, message.speaker)
             self.pipeline.check_request(request, resolved)
         except GatewayError as exc:
-            return exc
-        self.store.append(cid, Turn(message.speaker, message.text))
-        return request, resolved, self.deadline(arrived, message.timeout_ms)
+            return _Message(exc)
+        evicted = self.store.append(cid, Turn(message.speaker, message.text))
+        if message.end_conversation:
+            self.store.end(cid)
+        work = (request, resolved, self.deadline(arrived, message.timeout_ms))
+        return _Message(
+            work, cid, message.speaker, True, message.summarize, message.end_conversation, evicted
+        )
 
-    async def answer(self, message, sequence: int, prepared) -> pb.ClassifyStreamResponse:
+    async def answer(
+        self, message, sequence: int, prepared: _Message
+    ) -> tuple[pb.ClassifyStreamResponse, _Message, ClassifyResult | None]:
         """The response to one message: its result, or its error in its slot."""
         started = time.perf_counter()
         response = pb.ClassifyStreamResponse(sequence=sequence)
+        result = None
         if not isinstance(message, Undecodable):
             response.conversation_id = message.conversation_id
             response.message_id = message.message_id
         try:
-            if isinstance(prepared, GatewayError):
-                raise prepared
-            request, resolved, deadline = prepared
-            try:
-                async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
-                    result = await self.pipeline.classify(request, deadline, resolved, flow=True)
-            except TimeoutError as exc:
-                raise DeadlineExceeded("the message deadline passed before an answer was ready") from exc
-            response.result.CopyFrom(to_proto(result, started))
+            if isinstance(prepared.work, GatewayError):
+                raise prepared.work
+            if prepared.work is not None:
+                request, resolved, deadline = prepared.work
+                try:
+                    async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
+                        result = await self.pipeline.classify(request, deadline, resolved, flow=True)
+                except TimeoutError as exc:
+                    raise DeadlineExceeded("the message deadline passed before an answer was ready") from exc
+                response.result.CopyFrom(to_proto(result, started))
         except GatewayError as exc:
             response.error.CopyFrom(error_proto(exc))
             ITEM_ERRORS.labels("ClassifyStream", to_status(exc)[0].name).inc()
@@ -112,6 +149,28 @@ class StreamSession:
             log_unhandled("ClassifyStream", exc)
             response.error.CopyFrom(error_proto(InternalError()))
             ITEM_ERRORS.labels("ClassifyStream", "INTERNAL").inc()
+        return response, prepared, result
+
+    def summarize(
+        self, response: pb.ClassifyStreamResponse, prepared: _Message, result: ClassifyResult | None
+    ) -> pb.ClassifyStreamResponse:
+        """Summaries and conversation rules, in the order the messages arrived (as answers are
+        written), so a summary never counts a later turn before an earlier one."""
+        if prepared.evicted is not None:
+            response.evicted.append(summary_proto(self.summaries.summary(prepared.evicted, Reason.EVICTED)))
+            self.summaries.drop(prepared.evicted)
+        cid = prepared.conversation_id
+        if prepared.counted:
+            spec = prepared.work[1].spec if isinstance(prepared.work, tuple) else None
+            _, flags = self.summaries.record(
+                cid, prepared.speaker, result, spec, self.pipeline.table.policies
+            )
+            response.flags.extend(flags_proto(flags))
+        if prepared.end:
+            response.summary.CopyFrom(summary_proto(self.summaries.summary(cid, Reason.ENDED)))
+            self.summaries.drop(cid)
+        elif prepared.summarize and cid:
+            response.summary.CopyFrom(summary_proto(self.summaries.summary(cid, Reason.REQUESTED)))
         return response
 
     async def read(self, request_iterator: AsyncIterator[pb.ClassifyStreamRequest]) -> None:
@@ -143,7 +202,7 @@ class StreamSession:
             while (item := await self.pending.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
-                yield await item
+                yield self.summarize(*await item)
         except asyncio.CancelledError:
             code = Code.CANCELLED
             raise
