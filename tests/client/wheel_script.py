@@ -80,7 +80,13 @@ with ea.EmotionClient(target, token=main_token, timeout=30) as client:
     with client.conversation() as talk:
         turns = [("ann", "I got the job!"), ("bob", "No way! Congratulations!"), ("ann", "I start Monday."),
                  ("bob", "We have to celebrate.")]  # fmt: skip
-        results = [talk.send(speaker, text) for speaker, text in turns]
+        results = [talk.send(speaker, text, summarize=i == 3) for i, (speaker, text) in enumerate(turns)]
+        assert talk.summary is not None and talk.summary.reason == "requested" and talk.summary.turns == 4
+        assert {s.speaker for s in talk.summary.speakers} == {"ann", "bob"} and talk.alerts == ()
+        final = talk.end()
+        assert isinstance(final, ea.ConversationSummary) and final.reason == "ended" and final.turns == 4
+        assert final.labels and isinstance(final.labels[0], ea.LabelShare) and final.model == "conversation"
+        assert talk.send("ann", "Hello again").context_turns == 0  # a new conversation on the same stream
     assert [r.model for r in results] == ["conversation"] * 4 and results[0].score_type == "softmax"
     assert [r.context_turns for r in results][:2] == [0, 1] and results[-1].context_turns >= 1
     assert all(len(r.predicted) == 1 for r in results)
@@ -149,6 +155,8 @@ async def asynchronous() -> None:
         async with aclient.conversation() as talk:
             first = await talk.send("ann", "I lost my keys.")
             second = await talk.send("bob", "Oh no, that's awful.")
+            ended = await talk.end()
+    assert ended.reason == "ended" and ended.turns == 2
     assert one.model == "goemotions" and len(many) == 300
     assert (
         len(sentences.sentences) == 2

@@ -16,14 +16,18 @@ from emotionaware_client.types import (
     BatchItem,
     ChunkResult,
     ClassifyResult,
+    ConversationSummary,
+    Flag,
     ItemError,
     LabelInfo,
     LabelScore,
+    LabelShare,
     LongTextMode,
     ModelInfo,
     Models,
     ScoreType,
     SentenceResult,
+    SpeakerSummary,
     TextSpan,
     TrafficClass,
     Turn,
@@ -85,6 +89,65 @@ def turns(context: Iterable[Turn | tuple[str, str]]) -> list[pb.Turn]:
     return out
 
 
+_SCOPES = {
+    pb.FLAG_SCOPE_TEXT: "text",
+    pb.FLAG_SCOPE_SENTENCE: "sentence",
+    pb.FLAG_SCOPE_CONVERSATION: "conversation",
+}
+_REASONS = {
+    pb.SUMMARY_REASON_REQUESTED: "requested",
+    pb.SUMMARY_REASON_ENDED: "ended",
+    pb.SUMMARY_REASON_EVICTED: "evicted",
+}
+_TRENDS = {pb.TREND_RISING: "rising", pb.TREND_FALLING: "falling"}
+
+
+def span(message: pb.TextSpan) -> TextSpan:
+    return TextSpan(
+        message.start,
+        message.end,
+        message.utf8_start,
+        message.utf8_end,
+        message.utf16_start,
+        message.utf16_end,
+    )
+
+
+def flag(message: pb.Flag) -> Flag:
+    scope = _SCOPES.get(message.scope, "unspecified")
+    return Flag(
+        rule=message.rule,
+        scope=scope,  # type: ignore[arg-type]
+        value=message.value,
+        sentence=message.sentence if scope == "sentence" else None,
+        span=span(message.span) if message.HasField("span") else None,
+        turn=message.turn if scope == "conversation" else None,
+        speaker=message.speaker if scope == "conversation" else None,
+    )
+
+
+def summary(message: pb.ConversationSummary) -> ConversationSummary:
+    return ConversationSummary(
+        conversation_id=message.conversation_id,
+        reason=_REASONS.get(message.reason, "unspecified"),  # type: ignore[arg-type]
+        model=message.model,
+        turns=message.turns,
+        answered_turns=message.answered_turns,
+        window=message.window,
+        labels=tuple(LabelShare(s.label, s.mean_score, s.predicted_turns) for s in message.labels),
+        speakers=tuple(
+            SpeakerSummary(
+                s.speaker,
+                s.turns,
+                s.negative_average if s.HasField("negative_average") else None,
+                _TRENDS.get(s.trend, "flat"),  # type: ignore[arg-type]
+                s.last_change_turn if s.HasField("last_change_turn") else None,
+            )
+            for s in message.speakers
+        ),
+    )
+
+
 def label_score(message: pb.LabelScore) -> LabelScore:
     return LabelScore(message.label, message.score, message.threshold, message.predicted)
 
@@ -117,6 +180,7 @@ def result(message: pb.ClassifyResponse) -> ClassifyResult:
         token_count_is_lower_bound=message.token_count_is_lower_bound,
         server_latency_us=message.server_latency_us,
         intensity=message.intensity if message.HasField("intensity") else None,
+        flags=tuple(flag(f) for f in message.flags),
     )
 
 
@@ -156,6 +220,7 @@ def analyze(message: pb.AnalyzeResponse) -> AnalyzeResult:
         token_count=message.token_count,
         truncated=message.truncated,
         server_latency_us=message.server_latency_us,
+        flags=tuple(flag(f) for f in message.flags),
     )
 
 

@@ -31,6 +31,8 @@ from emotionaware_client.types import (
     AnalyzeResult,
     BatchItem,
     ClassifyResult,
+    ConversationSummary,
+    Flag,
     ItemError,
     LongTextMode,
     ModelInfo,
@@ -333,6 +335,10 @@ class AsyncConversation:
         self.conversation_id = conversation_id
         self.model = model
         self.turns = 0
+        self.summary: ConversationSummary | None = None
+        """The latest summary the server sent (``send(..., summarize=True)``, :meth:`end`)."""
+        self.alerts: tuple[Flag, ...] = ()
+        """Conversation rules the latest turn made match (the server's policies)."""
         self._stub = stub
         self._metadata = call_metadata
         self._options = options
@@ -347,8 +353,13 @@ class AsyncConversation:
             self._call = self._stub.ClassifyStream(metadata=self._metadata)
         return self
 
-    async def send(self, speaker: str, text: str, *, message_id: str = "") -> ClassifyResult:
+    async def send(
+        self, speaker: str, text: str, *, message_id: str = "", summarize: bool = False
+    ) -> ClassifyResult:
         """Classify the next turn of the conversation and return its result.
+
+        ``summarize``: also fetch the conversation's running summary (in :attr:`summary`).
+        Conversation rules this turn made match are in :attr:`alerts`.
 
         Raises:
             EmotionAwareError: this turn failed (the stream goes on), or the stream did.
@@ -365,6 +376,7 @@ class AsyncConversation:
                 model=self.model,
                 options=self._options,
                 timeout_ms=self._timeout_ms,
+                summarize=summarize,
             )
             try:
                 await self._call.write(request)
@@ -376,10 +388,38 @@ class AsyncConversation:
                 self._closed = True
                 raise UnavailableError("the server ended the stream")
             self.turns += 1
+            self._note(response)
             failure = _convert.stream_error(response)
             if failure is not None:
                 raise failure
             return _convert.result(response.result)
+
+    def _note(self, response: pb.ClassifyStreamResponse) -> None:
+        if response.HasField("summary"):
+            self.summary = _convert.summary(response.summary)
+        self.alerts = tuple(_convert.flag(f) for f in response.flags)
+
+    async def end(self) -> ConversationSummary:
+        """End the conversation and return its final summary; the server forgets it (a later
+        :meth:`send` starts a new conversation on the same stream)."""
+        async with self._lock:
+            if self._closed:
+                raise ValueError("the conversation is closed")
+            await self.open()
+            try:
+                await self._call.write(
+                    pb.ClassifyStreamRequest(conversation_id=self.conversation_id, end_conversation=True)
+                )
+                response = await self._call.read()
+            except grpc.RpcError as error:
+                self._closed = True
+                raise from_rpc_error(error) from None
+            if response is _EOF:
+                self._closed = True
+                raise UnavailableError("the server ended the stream")
+            self._note(response)
+            assert self.summary is not None
+            return self.summary
 
     async def close(self) -> None:
         """End the stream (waits for the server to close it)."""

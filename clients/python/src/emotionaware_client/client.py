@@ -31,6 +31,8 @@ from emotionaware_client.types import (
     AnalyzeResult,
     BatchItem,
     ClassifyResult,
+    ConversationSummary,
+    Flag,
     ItemError,
     LongTextMode,
     ModelInfo,
@@ -423,6 +425,10 @@ class Conversation:
         self.conversation_id = conversation_id
         self.model = model
         self.turns = 0
+        self.summary: ConversationSummary | None = None
+        """The latest summary the server sent (``send(..., summarize=True)``, :meth:`end`)."""
+        self.alerts: tuple[Flag, ...] = ()
+        """Conversation rules the latest turn made match (the server's policies)."""
         self._options = options
         self._timeout_ms = timeout_ms
         self._requests: queue.Queue[pb.ClassifyStreamRequest | None] = queue.Queue()
@@ -439,8 +445,13 @@ class Conversation:
                 return
             yield request
 
-    def send(self, speaker: str, text: str, *, message_id: str = "") -> ClassifyResult:
+    def send(
+        self, speaker: str, text: str, *, message_id: str = "", summarize: bool = False
+    ) -> ClassifyResult:
         """Classify the next turn of the conversation and return its result.
+
+        ``summarize``: also fetch the conversation's running summary (in :attr:`summary`).
+        Conversation rules this turn made match are in :attr:`alerts`.
 
         Raises:
             EmotionAwareError: this turn failed (the stream goes on), or the stream did.
@@ -457,6 +468,7 @@ class Conversation:
                     model=self.model,
                     options=self._options,
                     timeout_ms=self._timeout_ms,
+                    summarize=summarize,
                 )
             )
             try:
@@ -468,10 +480,37 @@ class Conversation:
                 self._closed = True
                 raise UnavailableError("the server ended the stream") from None
             self.turns += 1
+            self._note(response)
             failure = _convert.stream_error(response)
             if failure is not None:
                 raise failure
             return _convert.result(response.result)
+
+    def _note(self, response: pb.ClassifyStreamResponse) -> None:
+        if response.HasField("summary"):
+            self.summary = _convert.summary(response.summary)
+        self.alerts = tuple(_convert.flag(f) for f in response.flags)
+
+    def end(self) -> ConversationSummary:
+        """End the conversation and return its final summary; the server forgets it (a later
+        :meth:`send` starts a new conversation on the same stream)."""
+        with self._lock:
+            if self._closed:
+                raise ValueError("the conversation is closed")
+            self._requests.put(
+                pb.ClassifyStreamRequest(conversation_id=self.conversation_id, end_conversation=True)
+            )
+            try:
+                response = next(self._responses)
+            except grpc.RpcError as error:
+                self._closed = True
+                raise from_rpc_error(error) from None
+            except StopIteration:
+                self._closed = True
+                raise UnavailableError("the server ended the stream") from None
+            self._note(response)
+            assert self.summary is not None
+            return self.summary
 
     def close(self) -> None:
         """End the stream (waits for the server to close it)."""

@@ -18,14 +18,18 @@ __all__ = [
     "BatchItem",
     "ChunkResult",
     "ClassifyResult",
+    "ConversationSummary",
+    "Flag",
     "ItemError",
     "LabelInfo",
     "LabelScore",
+    "LabelShare",
     "LongTextMode",
     "ModelInfo",
     "Models",
     "ScoreType",
     "SentenceResult",
+    "SpeakerSummary",
     "TextSpan",
     "TrafficClass",
     "Turn",
@@ -152,6 +156,8 @@ class ClassifyResult:
     intensity: float | None = None
     """How strongly the text expresses any emotion, 1 - P(neutral), in [0, 1]; None for a
     model without a ``neutral`` label."""
+    flags: tuple[Flag, ...] = ()
+    """Policy rules (the server's routing file) that matched the text."""
 
     @property
     def top(self) -> LabelScore | None:
@@ -175,6 +181,76 @@ class TextSpan:
     """First UTF-16 code unit (JavaScript's ``text.slice(utf16_start, utf16_end)``)."""
     utf16_end: int
     """One past the last UTF-16 code unit."""
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One match of a server policy rule: a text, a sentence or a conversation turn."""
+
+    rule: str
+    """The rule's name in the server's routing file."""
+    scope: Literal["text", "sentence", "conversation", "unspecified"]
+    """What it matched."""
+    value: float
+    """The value that met the rule's bound."""
+    sentence: int | None = None
+    """``"sentence"``: the sentence's index in ``AnalyzeResult.sentences``."""
+    span: TextSpan | None = None
+    """``"sentence"``: where the sentence is in the text."""
+    turn: int | None = None
+    """``"conversation"``: the turn, 0-based, in its conversation."""
+    speaker: str | None = None
+    """``"conversation"``: the speaker whose moving average met the bound."""
+
+
+@dataclass(frozen=True)
+class LabelShare:
+    """One label of a conversation's emotion distribution."""
+
+    label: str
+    """A label of the model's own labels."""
+    mean_score: float
+    """Its mean score over the summary's turns."""
+    predicted_turns: int
+    """Turns in which it was predicted."""
+
+
+@dataclass(frozen=True)
+class SpeakerSummary:
+    """How one speaker of a conversation is doing."""
+
+    speaker: str
+    """The speaker."""
+    turns: int
+    """The speaker's counted turns."""
+    negative_average: float | None
+    """Mean negative score of the speaker's last ``ConversationSummary.window`` turns."""
+    trend: Literal["flat", "rising", "falling"]
+    """Direction of the moving average at its last move."""
+    last_change_turn: int | None
+    """The turn at which the moving average last changed direction (None: never)."""
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    """How a conversation is going (:meth:`Conversation.send` with ``summarize``, :meth:`Conversation.end`)."""
+
+    conversation_id: str
+    """The conversation."""
+    reason: Literal["requested", "ended", "evicted", "unspecified"]
+    """Why the server sent it."""
+    model: str
+    """The model whose labels it counts."""
+    turns: int
+    """Messages of the conversation, answered or not."""
+    answered_turns: int
+    """Turns the summary counts."""
+    window: int
+    """Turns in each speaker's moving average."""
+    labels: tuple[LabelShare, ...]
+    """The emotion distribution, highest mean score first."""
+    speakers: tuple[SpeakerSummary, ...]
+    """Every speaker, by name."""
 
 
 @dataclass(frozen=True)
@@ -232,6 +308,8 @@ class AnalyzeResult:
     """Whether part of some sentence was not classified."""
     server_latency_us: int = 0
     """Time spent in the server, in microseconds."""
+    flags: tuple[Flag, ...] = ()
+    """Policy rules that matched: the document's, then each sentence's (with its span)."""
 
 
 @dataclass(frozen=True)
