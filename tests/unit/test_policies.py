@@ -188,3 +188,17 @@ def test_a_summary_counts_labels_speakers_trend_and_the_last_change_of_direction
     assert bob.trend is Trend.FLAT and bob.last_change_turn is None
     book.drop("c")
     assert book.summary("c", Reason.ENDED).turns == 0
+
+
+def test_the_documented_examples_are_valid_rules():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    section = doc[doc.index("## Policies") : doc.index("## Errors")]
+    blocks = re.findall(r"```toml\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        policies = parse_policies(tomllib.loads(block)["policies"], SERVED)
+        assert policies.label_rules or policies.conversation_rules
