@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from gateway.errors import Overloaded, PermissionDenied
 from gateway.types import TrafficClass
 
-RPCS = ("Classify", "ClassifyBatch", "ClassifyStream", "Analyze", "ListModels", "GetModel")
+RPCS = ("Classify", "ClassifyBatch", "ClassifyStream", "Analyze", "SubmitFeedback", "ListModels", "GetModel")
 WILDCARD = "*"
 _POLICY_KEYS = {"models", "rpcs", "texts_per_s", "burst_texts", "max_concurrent_calls", "traffic_class"}
 

@@ -61,6 +61,10 @@ class BackendUnavailable(GatewayError):
     """Triton (or the model in it) is not reachable or not ready."""
 
 
+class Unimplemented(GatewayError):
+    """The method is turned off on this gateway (e.g. SubmitFeedback without a database)."""
+
+
 class DeadlineExceeded(GatewayError):
     """The request's deadline passed before an answer was ready."""
 
@@ -114,6 +118,7 @@ STATUS_CODES: dict[type[GatewayError], Code] = {
     ModelNotFound: Code.NOT_FOUND,
     Overloaded: Code.RESOURCE_EXHAUSTED,
     BackendUnavailable: Code.UNAVAILABLE,
+    Unimplemented: Code.UNIMPLEMENTED,
     DeadlineExceeded: Code.DEADLINE_EXCEEDED,
     Unauthenticated: Code.UNAUTHENTICATED,
     PermissionDenied: Code.PERMISSION_DENIED,

@@ -39,6 +39,11 @@ POLICY_MATCHES = Counter(
     "Policy rules (routing file [policies]) that matched, by rule and scope (text, sentence, conversation)",
     ["rule", "scope"],
 )
+FEEDBACK = Counter(
+    "emotionaware_feedback_total",
+    "Feedback submissions by outcome: stored, refused (its queue full), unavailable (database unreachable)",
+    ["outcome"],
+)
 TRUNCATED = Counter("emotionaware_truncated_texts_total", "Texts cut to the model's token limit", ["model"])
 BATCH_TEXTS = Histogram(
     "emotionaware_batch_texts",

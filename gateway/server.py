@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 from gateway.access import Gatekeeper
 from gateway.backends.base import Backend
 from gateway.backends.triton import TritonBackend
+from gateway.feedback.writer import FeedbackWriter
 from gateway.grpc.server import GrpcTransport
 from gateway.http.app import HttpTransport
 from gateway.pipeline import Pipeline
@@ -50,7 +51,17 @@ class GatewayServer:
                 "tokens", [settings.auth_tokens_file], tokens.reload, settings.credentials_poll_s
             )
         self.pipeline = Pipeline(settings, self.router, self.backend)
-        self.api = EmotionApi(self.pipeline, settings)
+        self.feedback = (
+            FeedbackWriter(
+                settings.feedback_database,
+                settings.feedback_queue_max,
+                settings.feedback_migrate,
+                settings.retry_after_ms,
+            )
+            if settings.feedback_database
+            else None
+        )
+        self.api = EmotionApi(self.pipeline, settings, feedback=self.feedback)
         self.grpc = GrpcTransport(settings, self.api, self.gatekeeper, self.reloader, interceptors)
         self.http = (
             HttpTransport(settings, self.api, self.gatekeeper, self.reloader, lambda: bool(self._serving))
@@ -124,6 +135,8 @@ class GatewayServer:
         if self.http is not None:
             stops.append(self.http.stop())
         await asyncio.gather(*stops)
+        if self.feedback is not None:
+            await self.feedback.close()
         await self.pipeline.close()
         await self.backend.close()
 

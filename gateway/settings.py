@@ -84,6 +84,23 @@ class Settings:
     stream_max_conversations: int = setting(
         1024, "conversations remembered per stream (least recently used forgotten)"
     )
+    feedback_database: str = setting(
+        "sqlite:///emotionaware-feedback.sqlite3",
+        "SubmitFeedback's database (SQLAlchemy URL): a SQLite file, or postgresql+psycopg://user@host/db; "
+        "opened on the first submission; empty: SubmitFeedback is off",
+    )
+    feedback_queue_max: int = setting(
+        1000, "feedback submissions waiting to be written before RESOURCE_EXHAUSTED"
+    )
+    feedback_migrate: bool = setting(
+        True,
+        "bring the feedback database to the newest schema when opening it (else: emotionaware-feedback migrate)",
+    )
+    request_id_key_file: str = setting(
+        "",
+        "file with the key that signs request ids (created when missing; share it between replicas); "
+        "empty: a random key per process",
+    )
     stream_summary_turns: int = setting(
         5, "turns of a speaker in a conversation summary's negative moving average"
     )
@@ -178,7 +195,7 @@ class Settings:
         if self.log_format not in ("text", "json"):
             raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
         positive = ("max_concurrent_rpcs", "max_batch_texts", "batch_max_texts", "batch_token_budget",
-                    "batch_max_inflight", "queue_max_texts", "bulk_queue_max_texts", "admission_hold_max", "max_chunks", "max_sentences", "stream_history_turns", "stream_max_conversations", "stream_summary_turns",
+                    "batch_max_inflight", "queue_max_texts", "bulk_queue_max_texts", "admission_hold_max", "max_chunks", "max_sentences", "stream_history_turns", "stream_max_conversations", "stream_summary_turns", "feedback_queue_max",
                     "stream_max_pending")  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:

@@ -40,6 +40,7 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
     Classify = _unary("Classify")
     ClassifyBatch = _unary("ClassifyBatch")
     Analyze = _unary("Analyze")
+    SubmitFeedback = _unary("SubmitFeedback")
     ListModels = _unary("ListModels")
     GetModel = _unary("GetModel")
 

@@ -7,6 +7,7 @@ canonical JSON mapping: lowerCamelCase names, enums by name, 64-bit integers as 
 POST     ``/v1/classify``              ClassifyRequest -> ClassifyResponse
 POST     ``/v1/classify/batch``        ClassifyBatchRequest -> ClassifyBatchResponse
 POST     ``/v1/analyze``               AnalyzeRequest -> AnalyzeResponse
+POST     ``/v1/feedback``              SubmitFeedbackRequest -> SubmitFeedbackResponse
 GET      ``/v1/models``                -> ListModelsResponse
 GET      ``/v1/models/{model}``        -> GetModelResponse
 GET      ``/v1/stream``                WebSocket: ClassifyStreamRequest messages in,
@@ -168,6 +169,7 @@ class HttpTransport:
             web.post("/v1/classify", self._unary("Classify")),
             web.post("/v1/classify/batch", self._unary("ClassifyBatch")),
             web.post("/v1/analyze", self._unary("Analyze")),
+            web.post("/v1/feedback", self._unary("SubmitFeedback")),
             web.get("/v1/models", self._unary("ListModels")),
             web.get("/v1/models/{model}", self._unary("GetModel")),
             web.get("/v1/stream", self._stream),

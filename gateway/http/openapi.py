@@ -229,6 +229,11 @@ def openapi_document() -> dict[str, Any]:
                 "Analyze", "AnalyzeRequest", "AnalyzeResponse", "Sentences of one text, with offsets"
             )
         },
+        "/v1/feedback": {
+            "post": _operation(
+                "SubmitFeedback", "SubmitFeedbackRequest", "SubmitFeedbackResponse", "A verdict on one answer"
+            )
+        },
         "/v1/models": {"get": _operation("ListModels", None, "ListModelsResponse", "The models you may use")},
         "/v1/models/{model}": {
             "get": {

@@ -23,9 +23,12 @@ from gateway.errors import (
     GatewayError,
     InternalError,
     InvalidArgument,
+    Unimplemented,
     log_unhandled,
     to_status,
 )
+from gateway.feedback.ids import RequestIds, load_key
+from gateway.feedback.writer import FeedbackWriter
 from gateway.metrics import ITEM_ERRORS, LATENCY, REQUESTS
 from gateway.pipeline import Pipeline
 from gateway.protocol.convert import (
@@ -36,6 +39,7 @@ from gateway.protocol.convert import (
     options_from,
     to_proto,
 )
+from gateway.protocol.feedback import feedback_submission
 from gateway.protocol.stream import StreamSession
 from gateway.settings import Settings
 from gateway.types import AnalyzeInput, ClassifyInput
@@ -45,6 +49,7 @@ UNARY_METHODS: dict[str, tuple[type[Message], type[Message]]] = {
     "Classify": (pb.ClassifyRequest, pb.ClassifyResponse),
     "ClassifyBatch": (pb.ClassifyBatchRequest, pb.ClassifyBatchResponse),
     "Analyze": (pb.AnalyzeRequest, pb.AnalyzeResponse),
+    "SubmitFeedback": (pb.SubmitFeedbackRequest, pb.SubmitFeedbackResponse),
     "ListModels": (pb.ListModelsRequest, pb.ListModelsResponse),
     "GetModel": (pb.GetModelRequest, pb.GetModelResponse),
 }
@@ -53,13 +58,22 @@ UNARY_METHODS: dict[str, tuple[type[Message], type[Message]]] = {
 class EmotionApi:
     """Implements emotionaware.v1.EmotionService on top of the request pipeline."""
 
-    def __init__(self, pipeline: Pipeline, settings: Settings) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        settings: Settings,
+        ids: RequestIds | None = None,
+        feedback: FeedbackWriter | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.settings = settings
+        self.ids = ids or RequestIds(load_key(settings.request_id_key_file))
+        self.feedback = feedback
         self._handlers: dict[str, Callable[[Message, float, float], Awaitable[Message]]] = {
             "Classify": self.classify,  # type: ignore[dict-item]
             "ClassifyBatch": self.classify_batch,  # type: ignore[dict-item]
             "Analyze": self.analyze,  # type: ignore[dict-item]
+            "SubmitFeedback": self.submit_feedback,  # type: ignore[dict-item]
             "ListModels": self.list_models,  # type: ignore[dict-item]
             "GetModel": self.get_model,  # type: ignore[dict-item]
         }
@@ -99,7 +113,7 @@ class EmotionApi:
 
     def stream(self, remaining_s: Callable[[], float | None]) -> StreamSession:
         """A ClassifyStream session; ``remaining_s`` gives the stream's time left (None: no deadline)."""
-        return StreamSession(self.pipeline, self.settings, remaining_s)
+        return StreamSession(self.pipeline, self.settings, remaining_s, self.ids)
 
     async def classify(
         self, request: pb.ClassifyRequest, deadline: float, started: float
@@ -109,7 +123,9 @@ class EmotionApi:
         result = await self.pipeline.classify(
             ClassifyInput(request.text, request.model, options, turns, request.speaker), deadline
         )
-        return to_proto(result, started)
+        response = to_proto(result, started)
+        response.request_id = self.ids.issue(result.model, result.model_version, request.text)
+        return response
 
     async def classify_batch(
         self, request: pb.ClassifyBatchRequest, deadline: float, started: float
@@ -117,12 +133,14 @@ class EmotionApi:
         options = options_from(request.options)
         outcomes = await self.pipeline.classify_batch(list(request.texts), request.model, options, deadline)
         items = []
-        for outcome in outcomes:
+        for text, outcome in zip(request.texts, outcomes, strict=True):
             if isinstance(outcome, GatewayError):
                 items.append(pb.BatchItem(error=error_proto(outcome)))
                 ITEM_ERRORS.labels("ClassifyBatch", to_status(outcome)[0].name).inc()
             else:
-                items.append(pb.BatchItem(result=to_proto(outcome, started)))
+                item = pb.BatchItem(result=to_proto(outcome, started))
+                item.result.request_id = self.ids.issue(outcome.model, outcome.model_version, text)
+                items.append(item)
         return pb.ClassifyBatchResponse(
             items=items, server_latency_us=int((time.perf_counter() - started) * 1e6)
         )
@@ -132,7 +150,19 @@ class EmotionApi:
     ) -> pb.AnalyzeResponse:
         options = options_from(request.options)
         result = await self.pipeline.analyze(AnalyzeInput(request.text, request.model, options), deadline)
-        return analyze_proto(result, started)
+        response = analyze_proto(result, started)
+        response.request_id = self.ids.issue(
+            result.document.model, result.document.model_version, request.text
+        )
+        return response
+
+    async def submit_feedback(
+        self, request: pb.SubmitFeedbackRequest, deadline: float, started: float
+    ) -> pb.SubmitFeedbackResponse:
+        if self.feedback is None:
+            raise Unimplemented("SubmitFeedback is off on this gateway (it has no --feedback-database)")
+        submission = feedback_submission(request, self.ids, self.pipeline, current_call())
+        return pb.SubmitFeedbackResponse(feedback_id=await self.feedback.submit(submission))
 
     async def list_models(
         self, request: pb.ListModelsRequest, deadline: float, started: float

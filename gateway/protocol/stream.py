@@ -21,6 +21,7 @@ from gateway.errors import (
     log_unhandled,
     to_status,
 )
+from gateway.feedback.ids import RequestIds
 from gateway.metrics import ITEM_ERRORS, LATENCY, REQUESTS
 from gateway.pipeline import Pipeline
 from gateway.protocol.convert import (
@@ -64,10 +65,16 @@ class StreamSession:
     """
 
     def __init__(
-        self, pipeline: Pipeline, settings: Settings, remaining_s: Callable[[], float | None]
+        self,
+        pipeline: Pipeline,
+        settings: Settings,
+        remaining_s: Callable[[], float | None],
+        ids: RequestIds,
     ) -> None:
-        """``remaining_s`` gives the stream's own time left (None: it has no deadline)."""
+        """``remaining_s`` gives the stream's own time left (None: it has no deadline); ``ids``
+        signs each answer's request id."""
         self.pipeline = pipeline
+        self.ids = ids
         self.settings = settings
         self.remaining_s = remaining_s
         self.store = ConversationStore(
@@ -142,6 +149,7 @@ class StreamSession:
                 except TimeoutError as exc:
                     raise DeadlineExceeded("the message deadline passed before an answer was ready") from exc
                 response.result.CopyFrom(to_proto(result, started))
+                response.result.request_id = self.ids.issue(result.model, result.model_version, request.text)
         except GatewayError as exc:
             response.error.CopyFrom(error_proto(exc))
             ITEM_ERRORS.labels("ClassifyStream", to_status(exc)[0].name).inc()

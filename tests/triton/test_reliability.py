@@ -28,7 +28,15 @@ DOCUMENTED = {
     grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 EXAMPLES = int(os.environ.get("EMOTIONAWARE_FUZZ_EXAMPLES", "40"))  # per RPC; make fuzz raises it
-METHODS = ("Classify", "ClassifyBatch", "ClassifyStream", "Analyze", "ListModels", "GetModel")
+METHODS = (
+    "Classify",
+    "ClassifyBatch",
+    "ClassifyStream",
+    "Analyze",
+    "SubmitFeedback",
+    "ListModels",
+    "GetModel",
+)
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def test_every_rpc_message_field_and_enum_value_has_a_comment(tmp_path):
     undocumented = [name for path, name in elements if not comments.get(path)]
     assert not undocumented, f"undocumented: {undocumented}"
     assert {m.name for m in api.service[0].method} == {
-        "Classify", "ClassifyBatch", "ClassifyStream", "Analyze", "ListModels", "GetModel"
+        "Classify", "ClassifyBatch", "ClassifyStream", "Analyze", "SubmitFeedback", "ListModels", "GetModel"
     }  # fmt: skip
 
 
