@@ -72,8 +72,8 @@ $(PROTO_OUT): $(PROTO_SRC) | $(STAMP)
 	touch emotionaware/v1/__init__.py  # a regular package: the import contracts can name it
 	$(PY) clients/python/protogen.py  # the client package's own copy (emotionaware_client._proto)
 
-train: $(STAMP_TRAIN) ## fine-tune MODEL from train/configs/$(MODEL).toml into models/$(MODEL) (CPU: 30-90 min; poems trains 5 folds)
-	$(VENV)/bin/emotionaware-train --model $(MODEL) --data-dir $(DATA_DIR) $(if $(OUT),--out $(OUT))
+train: $(STAMP_TRAIN) ## fine-tune MODEL from train/configs/$(MODEL).toml into models/$(MODEL) (CPU: 30-90 min; poems trains 5 folds); FEEDBACK=export.jsonl mixes reviewers' feedback in
+	$(VENV)/bin/emotionaware-train --model $(MODEL) --data-dir $(DATA_DIR) $(if $(OUT),--out $(OUT)) $(if $(FEEDBACK),--feedback $(FEEDBACK))
 
 probes: $(STAMP_TRAIN) ## poems: frozen-encoder probes by nested cross-validation -> models/poems/experiments/ (about 10 min)
 	$(VENV)/bin/python -m train.probes --data-dir $(DATA_DIR)

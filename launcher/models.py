@@ -29,11 +29,14 @@ def train_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="artifact folder (default: models/<model>)")
     parser.add_argument("--epochs", type=int, help="override the config's epoch count")
     parser.add_argument(
+        "--feedback", help="mix this feedback export (emotionaware-feedback export) into the training split"
+    )
+    parser.add_argument(
         "--limit-train", type=int, default=0, help="train on the first N examples only (smoke runs; 0 = all)"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    config = TrainConfig.for_model(args.model).with_overrides(epochs=args.epochs)
+    config = TrainConfig.for_model(args.model).with_overrides(epochs=args.epochs, feedback_file=args.feedback)
     from export.serving_record import measure_served_graph  # torch import is slow; keep --help fast
     from train.run import train
 

@@ -165,13 +165,18 @@ def selected_weights(log: dict, averaged: bool) -> str:
     return f"{log['selected_epoch']}, {weights} weights"
 
 
+def _feedback_note(log: dict) -> str:
+    count = log.get("feedback_examples", 0)
+    return f" ({count} of them reviewers' feedback, emotionaware-feedback export)" if count else ""
+
+
 def training_table(log: dict) -> list[str]:
     """Per-epoch loss and dev figures; with a weight average, its dev figures too."""
     averaged = "ema_dev_macro_f1" in log["epochs"][0]
     kept = selected_weights(log, averaged)
     lines = [
         "",
-        f"Training: {log['train_examples']} examples; epoch selected on dev macro-F1: {kept}.",
+        f"Training: {log['train_examples']} examples{_feedback_note(log)}; epoch selected on dev macro-F1: {kept}.",
         "",
         "| epoch | train loss | dev macro-F1 | dev micro-F1 |"
         + (" averaged: dev macro-F1 | averaged: dev micro-F1 |" if averaged else "")

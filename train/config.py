@@ -49,6 +49,10 @@ class TrainParams:
     # Single-label: each class weighs (examples / (classes * class count)) ** this power in the
     # loss (0: unweighted; 1: fully balanced). MELD's fear and disgust are under 3% of turns.
     class_weight_power: float = 0.0
+    # Reviewers' feedback (emotionaware-feedback export) mixed into the training split: its
+    # examples of this recipe's model whose labels are the model's. Dev and test are untouched,
+    # so the dev figures show what it changes. Multi-label (GoEmotions) recipes.
+    feedback_file: str = ""
 
 
 @dataclass(frozen=True)

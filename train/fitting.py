@@ -29,7 +29,15 @@ from transformers import get_linear_schedule_with_warmup
 
 from emotionaware.artifact import MANIFEST, WEIGHTS, ArtifactManifest
 from emotionaware.context import format_context
-from emotionaware.datasets import load_goemotions, load_meld, load_perc, multi_hot, perc_folds
+from emotionaware.datasets import (
+    MultiLabelExample,
+    load_goemotions,
+    load_meld,
+    load_perc,
+    multi_hot,
+    perc_folds,
+)
+from emotionaware.feedback_file import read_examples
 from emotionaware.machine import cpu_summary
 from emotionaware.paths import MODELS_DIR, ROOT
 from emotionaware.scores import to_scores
@@ -76,6 +84,8 @@ class Task:
     # so served scores are calibrated probabilities again. Each label's ranking is unchanged,
     # so dev-tuned thresholds make the same decisions.
     logit_offset: torch.Tensor | None = None
+    # Training examples that came from reviewers' feedback (TrainParams.feedback_file).
+    feedback_examples: int = 0
 
 
 def weighted_loss(task: Task, logits: torch.Tensor, index: list[int]) -> torch.Tensor:
@@ -88,9 +98,30 @@ def weighted_loss(task: Task, logits: torch.Tensor, index: list[int]) -> torch.T
     return (per_example * weights).sum() / weights.sum()
 
 
+def feedback_set(config: TrainConfig, labels: tuple[str, ...]) -> list[MultiLabelExample]:
+    """The recipe's feedback file as training examples: rows of its model (or of the model an
+    experiment varies) whose labels are all the model's; others are left out and counted."""
+    if not config.train.feedback_file:
+        return []
+    models = {config.name, config.experiment_of, config.ablation_of} - {""}
+    rows = read_examples(Path(config.train.feedback_file))
+    kept = [r for r in rows if r.model in models and r.labels and set(r.labels) <= set(labels)]
+    log.info(
+        "feedback: %d of %d examples in %s mixed into training",
+        len(kept),
+        len(rows),
+        config.train.feedback_file,
+    )
+    return [
+        MultiLabelExample(r.text, tuple(labels.index(x) for x in r.labels), f"feedback-{r.id}") for r in kept
+    ]
+
+
 def goemotions_task(config: TrainConfig, tokenizer: TextTokenizer, data_dir: Path, limit: int) -> Task:
     data = load_goemotions(data_dir)
     train_set = data.train[:limit] if limit else data.train
+    feedback = feedback_set(config, data.labels)
+    train_set = [*train_set, *feedback]
     dev_targets = multi_hot(data.dev, len(data.labels))
 
     def dev_score(probs: np.ndarray) -> dict:
@@ -111,6 +142,7 @@ def goemotions_task(config: TrainConfig, tokenizer: TextTokenizer, data_dir: Pat
         dev_score=dev_score,
         loss=nn.BCEWithLogitsLoss(reduction="none", pos_weight=weights),
         logit_offset=None if weights is None else weights.log(),
+        feedback_examples=len(feedback),
     )
 
 
@@ -135,6 +167,10 @@ def class_weights(config: TrainConfig, labels: tuple[str, ...], examples) -> tor
 
 
 def meld_task(config: TrainConfig, tokenizer: TextTokenizer, data_dir: Path, limit: int) -> Task:
+    if config.train.feedback_file:
+        raise SystemExit(
+            "feedback_file: mixing feedback in is supported for multi-label (GoEmotions) recipes only"
+        )
     data = load_meld(data_dir)
     train_set = data.train[:limit] if limit else data.train
     turns = config.train.context_turns
@@ -320,6 +356,7 @@ def fit(config: TrainConfig, task: Task, tokenizer: TextTokenizer) -> tuple[Mean
     entry = {
         "config": config.name,
         "train_examples": len(train_ids),
+        **({"feedback_examples": task.feedback_examples} if task.feedback_examples else {}),
         "epochs": history,
         "selected_epoch": selected,
         "selected_weights": selected_weights,

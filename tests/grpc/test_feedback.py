@@ -257,3 +257,41 @@ async def test_without_a_database_feedback_is_unimplemented(grpc_settings, backe
             assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         await server.stop()
+
+
+def _submission(
+    client: str, request_id: str, text: str | None, store_text: bool, labels=("anger",)
+) -> store.Submission:
+    return store.Submission(
+        client, request_id, "goemotions", "1", "wrong", labels, text, store_text, store.utcnow()
+    )
+
+
+def test_export_and_retention_commands(database, tmp_path, capsys):
+    from gateway.feedback import cli
+
+    store.migrate(database)
+    engine = store.engine_for(database)
+    store.write(engine, [
+        _submission("support-ui", "a", "I waited two hours on hold.", True, ("annoyance", "anger")),
+        _submission("support-ui", "b", "secret text", False),
+        _submission("moderation", "c", "Get lost.", True),
+    ])  # fmt: skip
+    out = tmp_path / "feedback.jsonl"
+    assert cli.main(["--database", database, "export", str(out), "--model", "goemotions"]) == 0
+    assert "2 examples written" in capsys.readouterr().out
+    from emotionaware.feedback_file import read_examples
+
+    examples = read_examples(out)
+    assert [(e.text, e.labels) for e in examples] == [
+        ("I waited two hours on hold.", ("annoyance", "anger")),
+        ("Get lost.", ("anger",)),
+    ]
+    assert "secret text" not in out.read_text()
+    assert cli.main(["--database", database, "delete", "--client", "moderation"]) == 0
+    assert "1 rows deleted" in capsys.readouterr().out
+    assert cli.main(["--database", database, "delete", "--older-than-days", "1"]) == 0
+    assert "0 rows deleted" in capsys.readouterr().out  # nothing is a day old
+    assert cli.main(["--database", database, "delete", "--older-than-days", "0"]) == 0
+    assert "2 rows deleted" in capsys.readouterr().out
+    assert store.rows(store.engine_for(database)) == []
