@@ -109,7 +109,8 @@ class Serve:
             sys.executable, "-m", "launcher.serve", f"--grpc-port={self.grpc_port}", f"--http-port={self.http_port}",
             f"--gateway-metrics-port={self.metrics_port}", f"--triton-http-port={self.ports.http}",
             f"--triton-grpc-port={self.ports.grpc}", f"--triton-metrics-port={self.ports.metrics}",
-            f"--model-repository={repository}", f"--log-dir={log_dir}", "--hang-restart-s=30", *extra,
+            f"--model-repository={repository}", f"--log-dir={log_dir}", f"--state-dir={log_dir / 'state'}",
+            "--hang-restart-s=30", *extra,
         ]  # fmt: skip
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / "serve.log"

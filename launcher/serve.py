@@ -161,12 +161,25 @@ class Supervisor:
                 f"--model-repository={a.model_repository}",
                 f"--metrics-port={a.gateway_metrics_port}",
                 f"--http-listen={self.http_target if a.http_port else ''}",
+                *self._state_flags(),
             ],
             env=dict(os.environ),
             # A serve killed outright (SIGKILL) must not leave its gateway running.
             preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         return self.gateway
+
+    def _state_flags(self) -> list[str]:
+        """Where the gateway keeps what outlives it (unless the environment says otherwise): the
+        key of its request ids (so feedback on answers from before a restart is accepted) and
+        the feedback database, under --state-dir."""
+        state = self.args.state_dir
+        flags = []
+        if "EMOTIONAWARE_REQUEST_ID_KEY_FILE" not in os.environ:
+            flags.append(f"--request-id-key-file={state / 'request-id.key'}")
+        if "EMOTIONAWARE_FEEDBACK_DATABASE" not in os.environ:
+            flags.append(f"--feedback-database=sqlite:///{(state / 'feedback.sqlite3').resolve()}")
+        return flags
 
     def _restart_triton(self, why: str) -> None:
         assert self.triton is not None
@@ -245,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--triton-metrics-port", type=int, default=8002)
     parser.add_argument("--model-repository", type=Path, default=DEFAULT_MODEL_REPOSITORY)
     parser.add_argument("--log-dir", type=Path, default=Path("build/logs"), help="Triton log folder")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("build/state"),
+        help="the gateway's request-id key and feedback database (SQLite) live here",
+    )
     parser.add_argument("--probe-s", type=float, default=1.0, help="seconds between Triton health probes")
     parser.add_argument(
         "--hang-restart-s",

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -81,6 +82,7 @@ def test_serve_starts_answers_and_stops_cleanly(exported_repo, tmp_path):
         f"--triton-metrics-port={triton_ports.metrics}",
         f"--model-repository={exported_repo}",
         f"--log-dir={tmp_path}",
+        f"--state-dir={tmp_path / 'state'}",
     ]
     env = {**os.environ, "EMOTIONAWARE_AUTH_TOKENS_FILE": str(tokens)}
     proc = subprocess.Popen(
@@ -107,7 +109,23 @@ def test_serve_starts_answers_and_stops_cleanly(exported_repo, tmp_path):
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
-            assert json.loads(response.read())["predicted"][0] == "gratitude"
+            answered = json.loads(response.read())
+            assert answered["predicted"][0] == "gratitude"
+        # Feedback on that answer lands in the SQLite file under --state-dir, naming the client.
+        verdict = urllib.request.Request(
+            f"http://127.0.0.1:{http_port}/v1/feedback",
+            data=json.dumps(
+                {"requestId": answered["requestId"], "verdict": "VERDICT_CORRECT", "labels": ["gratitude"]}
+            ).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(verdict, timeout=30) as response:
+            assert int(json.loads(response.read())["feedbackId"]) >= 1
+        with sqlite3.connect(tmp_path / "state" / "feedback.sqlite3") as db:
+            assert db.execute("SELECT client, model, verdict, labels FROM feedback").fetchall() == [
+                ("tester", "goemotions", "correct", '["gratitude"]')
+            ]
+        assert (tmp_path / "state" / "request-id.key").stat().st_mode & 0o077 == 0  # the key is private
 
         client = subprocess.run(
             [
