@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from emotionaware_client import (
+    AnalyzeResult,
     ClassifyResult,
     Conversation,
     DeadlineExceededError,
@@ -75,6 +76,31 @@ def format_response(result: ClassifyResult, top: int) -> str:
         # Single-label (softmax) models predict the top label: they have no thresholds to show.
         threshold = f"  (threshold {score.threshold:.2f})" if result.score_type == "sigmoid" else ""
         lines.append(f" {mark} {score.label:<15} {score.score:.3f}{threshold}")
+    return "\n".join(lines)
+
+
+def format_sentences(result: AnalyzeResult, top: int) -> str:
+    """Each sentence with its code-point span, predicted labels and intensity; then the document."""
+
+    def strength(value: float | None) -> str:
+        return f"  intensity {value:.2f}" if value is not None else ""
+
+    lines = [
+        f"model {result.model} v{result.model_version}  ({result.score_type} scores, {len(result.sentences)} sentences)"
+    ]
+    for s in result.sentences:
+        shown = (
+            ", ".join(f"{x.label} {x.score:.2f}" for x in s.scores if x.predicted) or "(none above threshold)"
+        )
+        lines.append(f"[{s.index}] {s.span.start}-{s.span.end}{strength(s.intensity)}  {shown}")
+        lines.append(f"    {s.text}")
+    aggregation = "" if result.aggregation == "none" else f" ({result.aggregation} of the sentences)"
+    lines.append(
+        f"document{aggregation}: {', '.join(result.predicted) or '(none above threshold)'}{strength(result.intensity)}"
+    )
+    lines += [
+        f"  flag {f.rule} ({f.scope}{'' if f.sentence is None else f' {f.sentence}'})" for f in result.flags
+    ]
     return "\n".join(lines)
 
 
@@ -242,6 +268,28 @@ restart)? Run the same command again: it continues after the last row written.""
     chat.add_argument("--view", choices=VIEWS, default="native", help="label set (default: the model's own)")
     chat.add_argument("--top", type=int, default=3, help="emotions shown per turn (default: %(default)s)")
     chat.add_argument("--json", action="store_true", help="one JSON object per turn")
+    sentences = sub.add_parser(
+        "sentences", help="one text by sentence: offsets, emotions, intensity, and the document (Analyze)",
+        **examples("sentences", '"The parcel is late again. Thanks for the refund though!"', '--json "$(cat message.txt)"'),
+    )  # fmt: skip
+    sentences.add_argument("text")
+    with_options(sentences)
+    verdict = sub.add_parser(
+        "feedback", help="tell the service an answer was right or wrong (SubmitFeedback)",
+        **examples("feedback", "ea1.AbC... --wrong --labels anger,annoyance",
+                   'ea1.AbC... --correct --labels gratitude --text "Thanks!" --store-text'),
+    )  # fmt: skip
+    verdict.add_argument("request_id", help="the answer's request_id (classify --json prints it)")
+    right_or_wrong = verdict.add_mutually_exclusive_group(required=True)
+    right_or_wrong.add_argument("--correct", action="store_true", help="the answer was right")
+    right_or_wrong.add_argument("--wrong", action="store_true", help="the answer was wrong")
+    verdict.add_argument("--labels", required=True, help="the labels the text should have, comma-separated")
+    verdict.add_argument(
+        "--text", help="the answer's text (the server keeps a salted hash unless --store-text)"
+    )
+    verdict.add_argument(
+        "--store-text", action="store_true", help="let the server keep the text (for training)"
+    )
     models = sub.add_parser("models", help="list models and aliases", **examples("models", "", "--json"))
     models.add_argument("--json", action="store_true", help="print the models as JSON")
     model = sub.add_parser("model", help="describe one model or alias (JSON)",
@@ -350,6 +398,15 @@ def run(args: argparse.Namespace, client: EmotionClient) -> int:
                 print(f"[{i}] " + format_response(item, args.top))
     elif args.command == "stream":
         return stream_lines(client, iter(sys.stdin), args)
+    elif args.command == "sentences":
+        analyzed = client.analyze(args.text, args.model, **options(args))
+        print(as_json(analyzed) if args.json else format_sentences(analyzed, args.top))
+    elif args.command == "feedback":
+        labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+        row = client.submit_feedback(
+            args.request_id, correct=args.correct, labels=labels, text=args.text, store_text=args.store_text
+        )
+        print(f"feedback stored (id {row})")
     elif args.command == "analyze":
         return run_analyze(client, args)
     elif args.command == "chat":

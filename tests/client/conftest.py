@@ -143,6 +143,7 @@ async def client_gateway(triton, exported_repo, tmp_path_factory):  # noqa: F811
         metrics_port=0,
         health_poll_s=0.2,
         audit_log=False,
+        feedback_database=f"sqlite:///{folder / 'feedback.sqlite3'}",
     )
     server = GatewayServer(settings)
     port = await server.start()

@@ -31,6 +31,18 @@ with ea.EmotionClient(target, token=main_token, timeout=30) as client:
 
     assert result.intensity is not None and 0.5 < result.intensity <= 1.0
 
+    # feedback on that answer: stored once per answer (a second verdict replaces the first)
+    row = client.submit_feedback(result.request_id, correct=True, labels=["gratitude"])
+    again = client.submit_feedback(
+        result.request_id, correct=False, labels=["gratitude", "joy"], text="Thank you so much for your help!"
+    )
+    assert row == again >= 1
+    try:
+        client.submit_feedback(result.request_id, correct=True, labels=["gratitude"], text="another text")
+        raise AssertionError("feedback with another text was accepted")
+    except ea.InvalidArgumentError as error:
+        assert "text: is not the text of the answer" in str(error), error
+
     # analyze: sentences with offsets that slice the text in each unit, and the document
     message = "The parcel is late again.\r\nYour agent was rude to me! 你好。Thanks anyway 🙂"
     analyzed = client.analyze(message, return_all_scores=True)

@@ -43,8 +43,9 @@ def routing_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def grpc_settings(exported_repo, routing_file) -> Settings:
+def grpc_settings(exported_repo, routing_file, tmp_path_factory) -> Settings:
     return Settings(
+        feedback_database=f"sqlite:///{tmp_path_factory.mktemp('feedback') / 'feedback.sqlite3'}",
         listen="127.0.0.1:0",
         http_listen="127.0.0.1:0",
         backend="embedded",

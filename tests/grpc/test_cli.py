@@ -64,3 +64,25 @@ async def test_cli_reports_errors_with_the_status(gateway):
     settings, _ = gateway
     code, _, err = await cli(settings.listen, "classify", "--model", "nope", "hi")
     assert code == 2 and err.startswith("error: NOT_FOUND: model 'nope' is not served")
+
+
+async def test_cli_sentences_and_feedback(gateway):
+    settings, _ = gateway
+    text = "The parcel is late again. Thanks for the refund though!"
+    code, out, _ = await cli(settings.listen, "sentences", "--model", "goemotions", text)
+    lines = out.splitlines()
+    assert code == 0 and "2 sentences" in lines[0]
+    assert lines[1].startswith("[0] 0-25  intensity ") and lines[2] == "    The parcel is late again."
+    assert lines[3].startswith("[1] 26-55") and "gratitude" in lines[3]
+    assert lines[5].startswith("document (max of the sentences): ") and "gratitude" in lines[5]
+    code, out, _ = await cli(settings.listen, "sentences", "--json", "--model", "goemotions", text)
+    analyzed = json.loads(out)
+    assert code == 0 and [s["span"]["utf8_start"] for s in analyzed["sentences"]] == [0, 26]
+    code, out, _ = await cli(settings.listen, "classify", "--json", "--model", "goemotions", text)
+    request_id = json.loads(out)["request_id"]
+    code, out, err = await cli(
+        settings.listen, "feedback", request_id, "--wrong", "--labels", "annoyance,gratitude"
+    )
+    assert code == 0 and out.startswith("feedback stored (id "), err
+    code, out, err = await cli(settings.listen, "feedback", request_id, "--correct", "--labels", "rage")
+    assert code != 0 and "INVALID_ARGUMENT" in err + out and "'rage' is not a label" in err + out

@@ -181,6 +181,7 @@ def result(message: pb.ClassifyResponse) -> ClassifyResult:
         server_latency_us=message.server_latency_us,
         intensity=message.intensity if message.HasField("intensity") else None,
         flags=tuple(flag(f) for f in message.flags),
+        request_id=message.request_id,
     )
 
 
@@ -221,6 +222,7 @@ def analyze(message: pb.AnalyzeResponse) -> AnalyzeResult:
         truncated=message.truncated,
         server_latency_us=message.server_latency_us,
         flags=tuple(flag(f) for f in message.flags),
+        request_id=message.request_id,
     )
 
 

@@ -196,6 +196,52 @@ class AsyncEmotionClient:
         response: pb.AnalyzeResponse = await self._unary("Analyze", request, self._timeout(timeout))
         return _convert.analyze(response)
 
+    async def submit_feedback(
+        self,
+        request_id: str,
+        *,
+        correct: bool,
+        labels: Sequence[str],
+        text: str | None = None,
+        store_text: bool = False,
+        timeout: float | None = _UNSET,
+    ) -> int:
+        """Tell the service whether an answer was right (stored in its feedback database).
+
+        Args:
+            request_id: the answer's ``request_id`` (:attr:`ClassifyResult.request_id`,
+                :attr:`AnalyzeResult.request_id`).
+            correct: True when the answer was right, False when it was wrong.
+            labels: the labels the text should have, among the model's own (for a right answer,
+                its predicted labels); exactly one for single-label models.
+            text: the answer's text, optional; the server keeps only a salted hash of it
+                unless ``store_text`` (needed to train on the feedback).
+            store_text: keep ``text`` itself.
+            timeout: deadline in seconds, retries included (default: the client's).
+
+        Returns:
+            The feedback row's id (the same when the same answer gets feedback again: the
+            later verdict replaces the earlier).
+
+        Raises:
+            EmotionAwareError: e.g. :class:`InvalidArgumentError` (an id this service did not
+                issue, an unknown label, another text), :class:`UnavailableError` (the
+                feedback database is not reachable; retried), :class:`UnimplementedError`
+                (the server keeps no feedback).
+        """
+        request = pb.SubmitFeedbackRequest(
+            request_id=request_id,
+            verdict=pb.VERDICT_CORRECT if correct else pb.VERDICT_WRONG,
+            labels=list(labels),
+            store_text=store_text,
+        )
+        if text is not None:
+            request.text = text
+        response: pb.SubmitFeedbackResponse = await self._unary(
+            "SubmitFeedback", request, self._timeout(timeout)
+        )
+        return int(response.feedback_id)
+
     async def batch_limit(self, model: str = "") -> int:
         """Most texts per ClassifyBatch call for ``model`` (see :meth:`EmotionClient.batch_limit`)."""
         cached = self._limits.get(model)

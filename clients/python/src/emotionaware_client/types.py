@@ -158,6 +158,8 @@ class ClassifyResult:
     model without a ``neutral`` label."""
     flags: tuple[Flag, ...] = ()
     """Policy rules (the server's routing file) that matched the text."""
+    request_id: str = ""
+    """This answer's id: pass it to :meth:`EmotionClient.submit_feedback`."""
 
     @property
     def top(self) -> LabelScore | None:
@@ -310,6 +312,8 @@ class AnalyzeResult:
     """Time spent in the server, in microseconds."""
     flags: tuple[Flag, ...] = ()
     """Policy rules that matched: the document's, then each sentence's (with its span)."""
+    request_id: str = ""
+    """This answer's id: pass it to :meth:`EmotionClient.submit_feedback`."""
 
 
 @dataclass(frozen=True)
