@@ -197,6 +197,35 @@ def test_model_repository_sources():
     assert init["image"].startswith("ghcr.io/emotionaware/model-repository:")
 
 
+def test_feedback_database_and_the_shared_request_id_key():
+    # cpu-dev: no database (SubmitFeedback off), a key the chart makes and keeps on upgrades.
+    objects = render("cpu-dev")
+    config = find(objects, "ConfigMap", "rel-emotionaware-gateway")["data"]
+    assert config["EMOTIONAWARE_FEEDBACK_DATABASE"] == ""
+    assert config["EMOTIONAWARE_REQUEST_ID_KEY_FILE"] == "/var/run/request-id/key"
+    key = find(objects, "Secret", "rel-emotionaware-gateway-request-id")
+    assert (
+        key["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" and len(key["data"]["key"]) >= 48
+    )
+    gateway = find(objects, "Deployment", "rel-emotionaware-gateway")
+    assert {"name": "request-id-key", "mountPath": "/var/run/request-id", "readOnly": True} in container(
+        gateway, "gateway"
+    )["volumeMounts"]
+    # autoscaling-tls: the database URL from a Secret, the key from the operator's Secret.
+    objects = render("autoscaling-tls")
+    assert (
+        "EMOTIONAWARE_FEEDBACK_DATABASE" not in find(objects, "ConfigMap", "rel-emotionaware-gateway")["data"]
+    )
+    gateway = find(objects, "Deployment", "rel-emotionaware-gateway")
+    assert container(gateway, "gateway")["env"] == [
+        {"name": "EMOTIONAWARE_FEEDBACK_DATABASE",
+         "valueFrom": {"secretKeyRef": {"name": "emotionaware-feedback-db", "key": "url"}}}
+    ]  # fmt: skip
+    volumes = {v["name"]: v for v in gateway["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["request-id-key"]["secret"]["secretName"] == "emotionaware-request-id"
+    assert not [o for o in objects if o["kind"] == "Secret"]
+
+
 def test_autoscaling_tls_and_network_policy():
     objects = render("autoscaling-tls")
     triton_hpa = find(objects, "HorizontalPodAutoscaler", "rel-emotionaware-triton")
