@@ -80,8 +80,9 @@ async def test_http_curl_call(http_url):
     reply = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(request, timeout=30).read()))
     documented = json.loads(output)
     assert set(reply) == set(documented)
-    for key in set(documented) - {"scores", "serverLatencyUs", "intensity"}:
+    for key in set(documented) - {"scores", "serverLatencyUs", "intensity", "requestId"}:
         assert reply[key] == documented[key], key
+    assert reply["requestId"].startswith("ea1.") and reply["requestId"] != documented["requestId"]
     assert abs(reply["intensity"] - documented["intensity"]) <= 0.006
     for got, doc in zip(reply["scores"], documented["scores"], strict=True):
         assert got["label"] == doc["label"] and got["predicted"] == doc["predicted"]
