@@ -257,6 +257,43 @@ def test_fuzz_analyze(channel, request):
         assert raw[sentence.span.utf8_start : sentence.span.utf8_end].decode() == sentence.text
 
 
+@pytest.fixture(scope="module")
+def answer_ids(channel):
+    stub = reliability.emotion_pb2_grpc.EmotionServiceStub(channel)
+    return [
+        stub.Classify(pb.ClassifyRequest(text=t, model=m), timeout=30).request_id
+        for t, m in (("I love it", "goemotions"), ("No way!", "conversation"), ("A quiet evening.", "poems"))
+    ]
+
+
+@fuzz_settings
+@given(data=st.data())
+def test_fuzz_submit_feedback(channel, answer_ids, data):
+    stub = reliability.emotion_pb2_grpc.EmotionServiceStub(channel)
+    request_id = data.draw(mostly(st.sampled_from(answer_ids), st.text(max_size=500)))
+    request = pb.SubmitFeedbackRequest(
+        request_id=request_id,
+        verdict=data.draw(mostly(st.integers(1, 2), st.integers(-3, 8))),
+        labels=data.draw(
+            st.lists(
+                mostly(st.sampled_from(["joy", "anger", "love", "neutral"]), st.text(max_size=60)),
+                max_size=40,
+            )
+        ),
+        store_text=data.draw(st.booleans()),
+    )
+    if data.draw(st.booleans()):
+        request.text = data.draw(
+            mostly(st.sampled_from(["I love it", "No way!", "A quiet evening."]), hostile_text)
+        )
+    try:
+        reply = stub.SubmitFeedback(request, timeout=30)
+        event("OK")
+        assert reply.feedback_id >= 1
+    except grpc.RpcError as err:
+        check_status(err)
+
+
 @fuzz_settings
 @given(messages=stream)
 def test_fuzz_classify_stream(channel, messages):
