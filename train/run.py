@@ -73,10 +73,12 @@ def experiment_record(config: TrainConfig, metrics: dict, log_entry: dict, machi
             "ekman_macro_f1": round(split["views"]["ekman"]["macro_f1"], 4),
         }
 
+    feedback = log_entry.get("feedback_examples", 0)
     return {
         "name": config.name,
-        "description": config.description,
-        "command": f"make train MODEL={config.name}",
+        "description": config.description + (f" ({feedback} feedback examples)" if feedback else ""),
+        "command": f"make train MODEL={config.name}"
+        + (f" FEEDBACK={config.train.feedback_file}" if config.train.feedback_file else ""),
         "train": dataclasses.asdict(config.train),
         "dev": headline(metrics["dev"]),
         "test": headline(metrics["test"]),

@@ -31,3 +31,32 @@ def test_feedback_examples_join_the_training_split_only(tmp_path, data_dir):
     log = {"train_examples": 18, "feedback_examples": 2, "selected_epoch": 1,
            "epochs": [{"epoch": 1, "train_loss": 0.1, "dev_macro_f1": 0.2, "dev_micro_f1": 0.3, "seconds": 1}]}  # fmt: skip
     assert "18 examples (2 of them reviewers' feedback" in "\n".join(training_table(log))
+
+
+def test_the_feedback_experiment_is_recorded_beside_the_served_recipe(tmp_path):
+    from train.card import experiments_section
+    from train.evaluate import experiment_records
+    from train.run import record_experiment
+
+    config = TrainConfig.for_model("goemotions-feedback").with_overrides(feedback_file="feedback.jsonl")
+    assert (
+        config.experiment_of == "goemotions"
+        and config.train.epochs == TrainConfig.for_model("goemotions").train.epochs
+    )
+
+    def split(macro: float) -> dict:
+        return {"macro_f1": macro, "micro_f1": 0.6, "views": {"ekman": {"macro_f1": 0.63}}}
+
+    log = {"epochs": [{"seconds": 600.0}], "selected_epoch": 1, "feedback_examples": 240}
+    record_experiment(config, {"dev": split(0.571), "test": split(0.55)}, log, tmp_path)
+    (record,) = experiment_records(tmp_path / "goemotions")
+    assert record["command"] == "make train MODEL=goemotions-feedback FEEDBACK=feedback.jsonl"
+    table = "\n".join(
+        experiments_section(
+            "goemotions", {"dev": split(0.563), "test": split(0.54), "experiments": [record]}, log
+        )
+    )
+    assert (
+        "| goemotions-feedback | the served recipe plus reviewers' feedback in the training split (240 feedback examples) | 0.571 |"
+        in table
+    )
