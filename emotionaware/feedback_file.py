@@ -39,7 +39,8 @@ def write_examples(path: Path, examples: Iterable[FeedbackExample]) -> int:
 
 def read_examples(path: Path) -> list[FeedbackExample]:
     out = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    # Lines end at "\n" only: a text may hold U+2028, U+0085 and the like, which splitlines() splits on.
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").split("\n"), 1):
         if not line.strip():
             continue
         try:

@@ -41,7 +41,8 @@ POLICY_MATCHES = Counter(
 )
 FEEDBACK = Counter(
     "emotionaware_feedback_total",
-    "Feedback submissions by outcome: stored, refused (its queue full), unavailable (database unreachable)",
+    "Feedback submissions by outcome: stored, refused (its queue full), unavailable (database unreachable), "
+    "failed (anything else, e.g. a schema newer than the gateway)",
     ["outcome"],
 )
 TRUNCATED = Counter("emotionaware_truncated_texts_total", "Texts cut to the model's token limit", ["model"])

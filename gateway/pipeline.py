@@ -22,7 +22,7 @@ from emotionaware.tokenization import TokenizedText
 from gateway.backends.base import Backend
 from gateway.batching import BatcherPool, SequenceOutput
 from gateway.callers import UNRESTRICTED, current_call
-from gateway.errors import GatewayError, InternalError, InvalidArgument
+from gateway.errors import BackendUnavailable, GatewayError, InternalError, InvalidArgument, log_unhandled
 from gateway.metrics import SENTENCES, STAGE_LATENCY, TOKENS, TRUNCATED
 from gateway.postprocess import aggregate, decide, scores_of
 from gateway.routing import Resolved, Router, RouteTable
@@ -349,12 +349,20 @@ class Pipeline:
             self._sentencizer = asyncio.ensure_future(asyncio.to_thread(sentencizer.load))
 
     async def _sentencizer_ready(self) -> None:
-        """Every Analyze that comes before the load waits on the one load (no thread each)."""
+        """Every Analyze that comes before the load waits on the one load (no thread each); a
+        failed load is UNAVAILABLE and the next Analyze tries again."""
         if sentencizer.loaded():
             return
         self.warm_sentencizer()
         assert self._sentencizer is not None
-        await asyncio.shield(self._sentencizer)
+        try:
+            await asyncio.shield(self._sentencizer)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._sentencizer = None
+            log_unhandled("Analyze", exc)
+            raise BackendUnavailable("the sentence splitter could not be loaded; retry later") from None
 
     def _sentences(
         self, request: AnalyzeInput, spec: ModelSpec
@@ -392,12 +400,12 @@ class Pipeline:
         resolved = self.resolve(request.model, request.options)
         spec = resolved.spec
         self.check_text(request.text, resolved.route.max_text_chars)
+        await self._sentencizer_ready()  # before admission: no ticket held while it loads
         batcher = self.batchers.get(spec)
         traffic_class = self.traffic_class(request.options, TrafficClass.INTERACTIVE)
         ticket = await batcher.admit(traffic_class, 1, None, deadline, arrived)
         futures: list[list[asyncio.Future]] = []
         try:
-            await self._sentencizer_ready()
             started = time.perf_counter()
             if len(request.text) > _THREAD_TOKENIZE_CHARS:
                 parts = await asyncio.to_thread(self._sentences, request, spec)

@@ -41,6 +41,7 @@ from emotionaware.feedback_file import read_examples
 from emotionaware.machine import cpu_summary
 from emotionaware.paths import MODELS_DIR, ROOT
 from emotionaware.scores import to_scores
+from emotionaware.text import normalize
 from emotionaware.tokenization import TextTokenizer
 from train.config import TrainConfig
 from train.metrics import multilabel_report, singlelabel_report, tune_thresholds
@@ -98,29 +99,39 @@ def weighted_loss(task: Task, logits: torch.Tensor, index: list[int]) -> torch.T
     return (per_example * weights).sum() / weights.sum()
 
 
-def feedback_set(config: TrainConfig, labels: tuple[str, ...]) -> list[MultiLabelExample]:
+def feedback_set(config: TrainConfig, labels: tuple[str, ...], held_out: set[str]) -> list[MultiLabelExample]:
     """The recipe's feedback file as training examples: rows of its model (or of the model an
-    experiment varies) whose labels are all the model's; others are left out and counted."""
+    experiment varies) whose labels are all the model's, one per text (the latest verdict),
+    and none whose text is in ``held_out`` (dev and test: they would leak into training)."""
     if not config.train.feedback_file:
         return []
     models = {config.name, config.experiment_of, config.ablation_of} - {""}
     rows = read_examples(Path(config.train.feedback_file))
-    kept = [r for r in rows if r.model in models and r.labels and set(r.labels) <= set(labels)]
+    latest = {}
+    for r in sorted(rows, key=lambda r: r.id):
+        if (
+            r.model in models
+            and r.labels
+            and set(r.labels) <= set(labels)
+            and normalize(r.text) not in held_out
+        ):
+            latest[normalize(r.text)] = r
     log.info(
         "feedback: %d of %d examples in %s mixed into training",
-        len(kept),
+        len(latest),
         len(rows),
         config.train.feedback_file,
     )
     return [
-        MultiLabelExample(r.text, tuple(labels.index(x) for x in r.labels), f"feedback-{r.id}") for r in kept
+        MultiLabelExample(r.text, tuple(labels.index(x) for x in r.labels), f"feedback-{r.id}")
+        for r in latest.values()
     ]
 
 
 def goemotions_task(config: TrainConfig, tokenizer: TextTokenizer, data_dir: Path, limit: int) -> Task:
     data = load_goemotions(data_dir)
     train_set = data.train[:limit] if limit else data.train
-    feedback = feedback_set(config, data.labels)
+    feedback = feedback_set(config, data.labels, {normalize(e.text) for e in (*data.dev, *data.test)})
     train_set = [*train_set, *feedback]
     dev_targets = multi_hot(data.dev, len(data.labels))
 
@@ -210,6 +221,10 @@ def perc_task(config: TrainConfig, tokenizer: TextTokenizer, data_dir: Path, lim
     classes). Held-out poems are scored like the gateway scores them: the token-weighted mean
     of the windows' softmax.
     """
+    if config.train.feedback_file:
+        raise SystemExit(
+            "feedback_file: mixing feedback in is supported for multi-label (GoEmotions) recipes only"
+        )
     data = load_perc(data_dir)
     train_index, held_out = perc_folds(data.poems)[fold]
     train_index = train_index[:limit] if limit else train_index

@@ -41,10 +41,6 @@ class IssuedAnswer:
     issued_at: int  # unix seconds
 
 
-def text_digest(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:8]
-
-
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -78,11 +74,18 @@ class RequestIds:
     def _tag(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:_TAG_BYTES]
 
+    def text_digest(self, text: str) -> bytes:
+        """8 bytes that tie an id to its text. Keyed: whoever sees an id cannot test guesses of
+        the text against it."""
+        return hmac.new(
+            self._key, b"text\0" + text.encode("utf-8", "surrogatepass"), hashlib.sha256
+        ).digest()[:8]
+
     def issue(self, model: str, model_version: str, text: str) -> str:
         name, version = model.encode(), model_version.encode()
         payload = (
             struct.pack(">IB", int(time.time()), len(name)) + name
-            + struct.pack(">B", len(version)) + version + text_digest(text) + os.urandom(6)
+            + struct.pack(">B", len(version)) + version + self.text_digest(text) + os.urandom(6)
         )  # fmt: skip
         return f"{PREFIX}.{_b64(payload)}.{_b64(self._tag(payload))}"
 

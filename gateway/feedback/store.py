@@ -26,7 +26,7 @@ FEEDBACK = sa.Table(
     "feedback",
     METADATA,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("client", sa.String(200), nullable=False),
+    sa.Column("client", sa.Text, nullable=False),  # certificate identities can be long
     sa.Column("request_id", sa.String(400), nullable=False),
     sa.Column("model", sa.String(200), nullable=False),
     sa.Column("model_version", sa.String(50), nullable=False),
@@ -73,7 +73,8 @@ def engine_for(url: str) -> Engine:
     """An engine for ``url``; SQLite files get their folder, WAL and a busy timeout."""
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        # A busy file waits at most 5 s: well inside a call's default 10 s deadline.
+        engine = sa.create_engine(url, connect_args={"timeout": 5})
 
         @sa.event.listens_for(engine, "connect")
         def _wal(connection, _record) -> None:  # readers never wait for the writer
@@ -93,8 +94,16 @@ def alembic_config(url: str):
     return config
 
 
+class SchemaError(RuntimeError):
+    """The database's schema is one this code does not know (a newer release migrated it)."""
+
+
 def migrate(url: str, revision: str = "head") -> None:
-    """Bring the database to ``revision`` (upgrade, or downgrade for an older one; "base": empty)."""
+    """Bring the database to ``revision`` (upgrade, or downgrade for an older one; "base": empty).
+
+    A database at a revision this code does not know (a newer release migrated it) is left
+    alone: :class:`SchemaError`.
+    """
     from alembic import command
     from alembic.script import ScriptDirectory
 
@@ -110,6 +119,11 @@ def migrate(url: str, revision: str = "head") -> None:
     if current == target:
         return
     ordered = [r.revision for r in script.walk_revisions()]  # newest first
+    if current is not None and current not in ordered:
+        raise SchemaError(
+            f"the feedback database is at schema revision {current}, which this gateway does not know "
+            "(a newer release migrated it); run the newer release"
+        )
     if target is None or (current is not None and ordered.index(target) > ordered.index(current)):
         command.downgrade(config, revision)
     else:

@@ -7,8 +7,8 @@ import datetime as dt
 from emotionaware.artifact import ProblemType
 from emotionaware.v1 import emotion_pb2 as pb
 from gateway.callers import Call
-from gateway.errors import InvalidArgument, quote
-from gateway.feedback.ids import RequestIds, text_digest
+from gateway.errors import InvalidArgument, ModelNotFound, quote
+from gateway.feedback.ids import RequestIds
 from gateway.feedback.store import Submission
 from gateway.pipeline import Pipeline
 
@@ -19,11 +19,19 @@ def feedback_submission(
     request: pb.SubmitFeedbackRequest, ids: RequestIds, pipeline: Pipeline, call: Call | None
 ) -> Submission:
     """Every field checked (INVALID_ARGUMENT names it), the answer's model still served
-    (NOT_FOUND) and granted to the caller (PERMISSION_DENIED)."""
+    (NOT_FOUND) and granted to the caller (PERMISSION_DENIED).
+
+    Labels are checked against the answering version when it is still served, else against the
+    model's routed version (an answer given before an upgrade can still be reviewed); the row
+    names the answering version either way.
+    """
     issued = ids.check(request.request_id)
     if request.verdict not in VERDICTS:
         raise InvalidArgument("verdict", f"must be VERDICT_CORRECT or VERDICT_WRONG; got {request.verdict}")
-    resolved = pipeline.router.resolve(issued.model, issued.model_version)
+    try:
+        resolved = pipeline.router.resolve(issued.model, issued.model_version)
+    except ModelNotFound:
+        resolved = pipeline.router.resolve(issued.model)  # NOT_FOUND when the model itself is gone
     spec = resolved.spec
     if call is not None:
         call.check_model(spec.name)
@@ -51,15 +59,17 @@ def feedback_submission(
             raise InvalidArgument(
                 "text", f"is {len(text)} characters long; the limit is {resolved.route.max_text_chars}"
             )
-        if text_digest(text) != issued.text_digest:
+        if ids.text_digest(text) != issued.text_digest:
             raise InvalidArgument("text", "is not the text of the answer request_id names")
+        if "\x00" in text and request.store_text:  # PostgreSQL text cannot hold U+0000
+            raise InvalidArgument("text", "holds U+0000, which cannot be stored; send it without store_text")
     elif request.store_text:
         raise InvalidArgument("store_text", "needs the text: send it in text")
     return Submission(
         client=call.client if call is not None else "anonymous",
         request_id=request.request_id,
         model=spec.name,
-        model_version=spec.version,
+        model_version=issued.model_version,
         verdict=VERDICTS[request.verdict],
         labels=tuple(labels),
         text=text,

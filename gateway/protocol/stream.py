@@ -119,6 +119,16 @@ class StreamSession:
             request = ClassifyInput(message.text, spec.name, options, history, message.speaker)
             self.pipeline.check_request(request, resolved)
         except GatewayError as exc:
+            if (
+                not isinstance(message, Undecodable)
+                and message.end_conversation
+                and 0 < len(message.conversation_id) <= MAX_CONVERSATION_ID_CHARS
+            ):
+                # A last message that fails validation still ends its conversation.
+                self.store.end(message.conversation_id)
+                return _Message(
+                    exc, message.conversation_id, message.speaker, summarize=message.summarize, end=True
+                )
             return _Message(exc)
         evicted = self.store.append(cid, Turn(message.speaker, message.text))
         if message.end_conversation:

@@ -295,3 +295,26 @@ def test_export_and_retention_commands(database, tmp_path, capsys):
     assert cli.main(["--database", database, "delete", "--older-than-days", "0"]) == 0
     assert "2 rows deleted" in capsys.readouterr().out
     assert store.rows(store.engine_for(database)) == []
+
+
+async def test_a_schema_newer_than_the_gateway_is_unavailable_not_a_hang(grpc_settings, backend, tmp_path):
+    url = f"sqlite:///{tmp_path}/newer.sqlite3"
+    store.migrate(url)
+    with store.engine_for(url).begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    server, target = await serve(grpc_settings, backend, url, tmp_path)
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = emotion_pb2_grpc.EmotionServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.SubmitFeedback(feedback(await answer(stub)), timeout=30)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "schema revision 9999" in caught.value.details()
+            with pytest.raises(grpc.aio.AioRpcError) as caught:  # U+0000 cannot be stored in PostgreSQL
+                reply = await answer(stub, "nul\x00here")
+                await stub.SubmitFeedback(feedback(reply, text="nul\x00here", store_text=True))
+            assert (
+                caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "U+0000" in caught.value.details()
+            )
+    finally:
+        await server.stop()

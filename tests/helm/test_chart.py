@@ -211,6 +211,7 @@ def test_feedback_database_and_the_shared_request_id_key():
     assert {"name": "request-id-key", "mountPath": "/var/run/request-id", "readOnly": True} in container(
         gateway, "gateway"
     )["volumeMounts"]
+    assert "checksum/request-id" in gateway["spec"]["template"]["metadata"]["annotations"]  # roll together
     # autoscaling-tls: the database URL from a Secret, the key from the operator's Secret.
     objects = render("autoscaling-tls")
     assert (

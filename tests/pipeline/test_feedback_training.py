@@ -12,12 +12,17 @@ from train.model import base_model_path
 
 
 def test_feedback_examples_join_the_training_split_only(tmp_path, data_dir):
+    from emotionaware.datasets import load_goemotions
+
+    dev_text = load_goemotions(data_dir).dev[0].text
     path = tmp_path / "feedback.jsonl"
     write_examples(path, [
         FeedbackExample(1, "I waited two hours on hold.", ("annoyance", "anger"), "goemotions", "1", "wrong"),
         FeedbackExample(2, "Thanks, all sorted!", ("gratitude",), "goemotions", "1", "correct"),
         FeedbackExample(3, "A turn of a chat.", ("anger",), "conversation", "1", "wrong"),  # another model
         FeedbackExample(4, "Odd labels.", ("rage",), "goemotions", "1", "wrong"),  # not a label
+        FeedbackExample(5, "Thanks,  all sorted!", ("joy",), "goemotions", "1", "wrong"),  # the same text, later
+        FeedbackExample(6, dev_text, ("anger",), "goemotions", "1", "wrong"),  # a dev text: never trained on
     ])  # fmt: skip
     config = TrainConfig.for_model("goemotions")
     tokenizer = TextTokenizer(base_model_path(config.base) / "tokenizer.json", config.train.max_length)
@@ -27,7 +32,8 @@ def test_feedback_examples_join_the_training_split_only(tmp_path, data_dir):
     assert mixed.dev_ids == plain.dev_ids
     labels = list(mixed.labels)
     assert mixed.train_targets[16, labels.index("anger")] == 1 and mixed.train_targets[16].sum() == 2
-    assert mixed.train_targets[17, labels.index("gratitude")] == 1
+    # "Thanks, all sorted!" twice: the later verdict (joy) is the one trained on.
+    assert mixed.train_targets[17, labels.index("joy")] == 1 and mixed.train_targets[17].sum() == 1
     log = {"train_examples": 18, "feedback_examples": 2, "selected_epoch": 1,
            "epochs": [{"epoch": 1, "train_loss": 0.1, "dev_macro_f1": 0.2, "dev_micro_f1": 0.3, "seconds": 1}]}  # fmt: skip
     assert "18 examples (2 of them reviewers' feedback" in "\n".join(training_table(log))

@@ -463,9 +463,13 @@ class AsyncConversation:
             if response is _EOF:
                 self._closed = True
                 raise UnavailableError("the server ended the stream")
+            failure = _convert.stream_error(response)
+            if failure is not None:
+                raise failure
+            if not response.HasField("summary"):
+                raise UnavailableError("the server did not send the conversation's final summary")
             self._note(response)
-            assert self.summary is not None
-            return self.summary
+            return _convert.summary(response.summary)
 
     async def close(self) -> None:
         """End the stream (waits for the server to close it)."""

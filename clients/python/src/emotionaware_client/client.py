@@ -552,9 +552,13 @@ class Conversation:
             except StopIteration:
                 self._closed = True
                 raise UnavailableError("the server ended the stream") from None
+            failure = _convert.stream_error(response)
+            if failure is not None:
+                raise failure
+            if not response.HasField("summary"):
+                raise UnavailableError("the server did not send the conversation's final summary")
             self._note(response)
-            assert self.summary is not None
-            return self.summary
+            return _convert.summary(response.summary)
 
     def close(self) -> None:
         """End the stream (waits for the server to close it)."""

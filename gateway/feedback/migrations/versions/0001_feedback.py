@@ -19,7 +19,7 @@ def upgrade() -> None:
     op.create_table(
         "feedback",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("client", sa.String(200), nullable=False),
+        sa.Column("client", sa.Text, nullable=False),
         sa.Column("request_id", sa.String(400), nullable=False),
         sa.Column("model", sa.String(200), nullable=False),
         sa.Column("model_version", sa.String(50), nullable=False),
