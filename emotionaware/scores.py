@@ -46,7 +46,7 @@ def intensity(scores: np.ndarray, labels: tuple[str, ...] | list[str]) -> float 
     """
     if NEUTRAL not in labels:
         return None
-    return float(1.0 - scores[list(labels).index(NEUTRAL)])
+    return float(1.0 - scores[labels.index(NEUTRAL)])
 
 
 def aggregate_intensity(values: list[float], weights: list[int], problem_type: ProblemType) -> float:

@@ -26,6 +26,9 @@ from gateway.types import ClassifyResult, Flag
 
 # A moving average that moves less than this has not changed direction (float noise).
 _STILL = 1e-6
+# Speakers summarized per conversation: a conversation's memory stays bounded whatever the
+# client names its speakers; later new speakers' turns count in the distribution only.
+MAX_SPEAKERS = 64
 
 
 class Reason(StrEnum):
@@ -125,7 +128,11 @@ class SummaryBook:
         conversation.sums += result.native
         decided = _native_predicted(spec, result.native)
         conversation.predicted += decided
-        person = conversation.speakers.setdefault(speaker, _Speaker(deque(maxlen=self.window)))
+        person = conversation.speakers.get(speaker)
+        if person is None:
+            if len(conversation.speakers) >= MAX_SPEAKERS:
+                return turn, ()
+            person = conversation.speakers[speaker] = _Speaker(deque(maxlen=self.window))
         person.turns += 1
         negative = negative_score(spec, result.native)
         if negative is None:

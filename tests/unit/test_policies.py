@@ -202,3 +202,14 @@ def test_the_documented_examples_are_valid_rules():
     for block in blocks:
         policies = parse_policies(tomllib.loads(block)["policies"], SERVED)
         assert policies.label_rules or policies.conversation_rules
+
+
+def test_a_summary_tracks_at_most_64_speakers():
+    from gateway.summaries import MAX_SPEAKERS
+
+    book = SummaryBook(window=3)
+    none = parse_policies(None, SERVED)
+    for i in range(MAX_SPEAKERS + 36):
+        book.record("c", f"speaker-{i}", result(CONV, conv_scores(anger=0.5)), CONV, none)
+    summary = book.summary("c", Reason.REQUESTED)
+    assert len(summary.speakers) == MAX_SPEAKERS and summary.answered == MAX_SPEAKERS + 36
