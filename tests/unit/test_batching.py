@@ -273,8 +273,10 @@ async def test_stream_messages_wait_for_room_until_their_deadline():
     queued = [batcher.enqueue(ids(10), time.monotonic() + 5) for _ in range(12)]  # ~0.6 s of work
     started = time.monotonic()
     ticket = await batcher.admit(INTERACTIVE, 1, 10, time.monotonic() + 5, flow=True)
-    # Admitted once what is ahead fits the budget (slowed down, not refused).
-    assert 0.2 <= time.monotonic() - started <= 0.5
+    # Admitted once what is ahead fits the budget (slowed down, not refused), long before its
+    # 5 s deadline. About 0.3 s on an idle host; a fresh-clone CI run on the shared 2-CPU host
+    # measured 0.62 s, so the upper bound only separates "admitted" from "waited out its deadline".
+    assert 0.2 <= time.monotonic() - started <= 1.5
     batcher.release(ticket)
     before = refused_so_far("deadline")
     more = [batcher.enqueue(ids(10), time.monotonic() + 5) for _ in range(12)]
