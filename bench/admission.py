@@ -1,7 +1,8 @@
 """What callers see at each load: the ordinary cases, closed loops, open-loop overload, mixed traffic.
 
     python -m bench.admission cases       # one stream, bulk calls, conversation callers: 0 refusals
-    python -m bench.admission sweep       # closed loops c1..c256 and 4x open loop, unary and 64-text batches
+    python -m bench.admission sweep       # closed loops c1..c256 and 4x open loop, unary and 64-text batches,
+                                          # capacity measured beside each; the host's ceiling at 4x
     python -m bench.admission mixed       # interactive callers at 50% beside a 20,000-text bulk job
 
 Each starts the supervised ``make serve`` program (bench.reliability.Serve) on free loopback
@@ -18,6 +19,7 @@ import asyncio
 import functools
 import itertools
 import math
+import multiprocessing
 import os
 import random
 import statistics
@@ -352,9 +354,80 @@ def _batch(c: Corpus) -> Callable[[int], pb.ClassifyBatchRequest]:
 
 
 @dataclass
+class Floor:
+    """A gRPC server that does nothing but refuse (grpc.aio, no interceptor, no model) under the
+    same open loop: what a refused call costs the server and its client on this host at best."""
+
+    rate: float  # calls/s offered
+    server_cores: float
+    client_cores: float
+    refused: int = 0  # calls answered RESOURCE_EXHAUSTED
+    other: int = 0  # calls answered anything else (none expected)
+
+
+@dataclass
 class Sweep:
-    capacity: dict[str, float]  # texts/s, per shape
+    capacity: dict[str, float]  # texts/s, per shape, measured before the first row
     rows: list[tuple[str, str, Outcome]]  # (shape, level, outcome)
+    # Capacity next to each row: the mean of the closed-loop measures just before and just
+    # after it (same shape). A shared 2-CPU host drifts by a third within minutes, so a share
+    # against one measure taken at the start says more about the drift than about the row.
+    beside: list[float] = field(default_factory=list)
+    capacity_cores: float = math.nan  # gateway + Triton cores at unary capacity, before the open loop
+    floor: Floor | None = None
+
+    def share(self, i: int) -> float:
+        """Row ``i``'s texts/s over the capacity measured beside it."""
+        shape, _, o = self.rows[i]
+        return o.rate / (self.beside[i] if self.beside else self.capacity[shape])
+
+    def ceiling(self, factor: float, cpus: int) -> float:
+        """The highest share of capacity an open loop at ``factor`` times it could be answered at
+        on ``cpus`` CPUs were every refusal as cheap as :attr:`floor`'s: answered texts cost
+        the cores they took at capacity, refused calls what the floor server spent per call,
+        and the load generator what it spent against the floor. 1.0 without a floor measure."""
+        if self.floor is None or not math.isfinite(self.capacity_cores):
+            return 1.0
+        f = self.floor
+        room = cpus - f.client_cores - f.server_cores
+        return max(0.0, min(1.0, room / (self.capacity_cores - f.server_cores / factor)))
+
+
+def _floor_serve(ports) -> None:
+    """The floor server, in a spawned process (its own interpreter: no gRPC state shared)."""
+
+    class Refuse(emotion_pb2_grpc.EmotionServiceServicer):
+        async def Classify(self, request, context):
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "refused")
+
+    async def main() -> None:
+        server = grpc.aio.server()
+        emotion_pb2_grpc.add_EmotionServiceServicer_to_server(Refuse(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        ports.put(port)
+        await server.wait_for_termination()
+
+    asyncio.run(main())
+
+
+def grpc_floor(make: Callable[[int], pb.ClassifyRequest], rate: float, seconds: float) -> Floor:
+    """Offer ``rate`` calls/s for ``seconds`` to a server that refuses each at once (:class:`Floor`)."""
+    ctx = multiprocessing.get_context("spawn")
+    ports = ctx.Queue()
+    server = ctx.Process(target=_floor_serve, args=(ports,), daemon=True)
+    server.start()
+    try:
+        target = f"127.0.0.1:{ports.get(timeout=60)}"
+        before, client_before, started = _cpu_s([server.pid]), time.process_time(), time.monotonic()
+        seen = asyncio.run(open_loop(target, make, rate, seconds))
+        took = time.monotonic() - started
+        server_cores = (_cpu_s([server.pid]) - before) / took
+        client_cores = (time.process_time() - client_before) / took
+        return Floor(rate, server_cores, client_cores, seen.refused, seen.texts + sum(seen.errors.values()))
+    finally:
+        server.terminate()
+        server.join(10)
 
 
 def run_sweep(
@@ -365,35 +438,53 @@ def run_sweep(
     batch_levels: Sequence[int] | None = None,
     factor: float | None = 4.0,
     capacity_s: float = 10.0,
+    beside_s: float = 5.0,
 ) -> Sweep:
     """Closed loops at each level for unary calls and 64-text batches (``batch_levels``, default
-    the same), then ``factor`` times the unary capacity as an open loop (None: no open loop);
-    capacity is measured first, ``capacity_s`` per shape."""
+    the same), then ``factor`` times the unary capacity as an open loop (None: no open loop)
+    and the same open loop against a server that only refuses (:func:`grpc_floor`).
+
+    Capacity is measured first (``capacity_s`` per shape) and again after each row
+    (``beside_s``), so that each row's share is against the capacity of its own minutes."""
     t = serve.target
     asyncio.run(closed_loop(t, _unary(c), 32, 3))  # warm-up: a session's first runs are slow
-    capacity = {
-        "unary": asyncio.run(closed_loop(t, _unary(c), 32, capacity_s)).rate,
-        f"batch {BATCH}": asyncio.run(closed_loop(t, _batch(c), 4, capacity_s, batch=True)).rate,
-    }
-    rows = []
-    shapes = (
-        ("unary", _unary(c), False, levels),
-        (f"batch {BATCH}", _batch(c), True, batch_levels or levels),
-    )
-    for shape, make, batch, shape_levels in shapes:
+    makers = {"unary": (_unary(c), 32, False), f"batch {BATCH}": (_batch(c), 4, True)}
+
+    def capacity_now(shape: str, span: float) -> Outcome:
+        make, level, batch = makers[shape]
+        return measured(serve, functools.partial(closed_loop, t, make, level, span, batch=batch))
+
+    first = {shape: capacity_now(shape, capacity_s) for shape in makers}
+    sweep = Sweep({shape: o.rate for shape, o in first.items()}, [])
+    last = dict(sweep.capacity)
+    cores = first["unary"].cores["gateway"] + first["unary"].cores["Triton"]
+
+    def row(shape: str, level: str, run: Callable[[], Awaitable[Outcome]]) -> None:
+        nonlocal cores
+        outcome = measured(serve, run)
+        after = capacity_now(shape, beside_s)
+        sweep.rows.append((shape, level, outcome))
+        sweep.beside.append((last[shape] + after.rate) / 2)
+        last[shape] = after.rate
+        if shape == "unary":
+            cores = after.cores["gateway"] + after.cores["Triton"]
+
+    for shape, shape_levels in (("unary", levels), (f"batch {BATCH}", batch_levels or levels)):
+        make, _, batch = makers[shape]
         for level in shape_levels:
             # Long calls need a longer warm-up before answers are counted.
-            warmup = 1.0 if not batch else min(10.0, 1.0 + level * BATCH / capacity[shape])
-            outcome = measured(
-                serve, functools.partial(closed_loop, t, make, level, seconds, warmup, batch=batch)
+            warmup = 1.0 if not batch else min(10.0, 1.0 + level * BATCH / last[shape])
+            row(
+                shape,
+                f"c{level}",
+                functools.partial(closed_loop, t, make, level, seconds, warmup, batch=batch),
             )
-            rows.append((shape, f"c{level}", outcome))
     if factor:
-        rate = factor * capacity["unary"]
-        rows.append(
-            ("unary", f"open {factor:g}x", measured(serve, lambda: open_loop(t, _unary(c), rate, seconds)))
-        )
-    return Sweep(capacity, rows)
+        rate = factor * last["unary"]
+        sweep.capacity_cores = cores  # measured just before the open loop, with the rate it sets
+        row("unary", f"open {factor:g}x", functools.partial(open_loop, t, _unary(c), rate, seconds))
+        sweep.floor = grpc_floor(_unary(c), rate, seconds)
+    return sweep
 
 
 @dataclass
@@ -505,23 +596,44 @@ def cases_lines(outcomes: Sequence[Outcome]) -> list[str]:
     return lines
 
 
-def sweep_lines(s: Sweep) -> list[str]:
+def sweep_lines(s: Sweep, cpus: int | None = None) -> list[str]:
+    cpus = cpus or os.cpu_count() or 1
     lines = [
-        "Capacity (closed loop, same run): " + ", ".join(f"{k} {v:.0f} texts/s" for k, v in s.capacity.items()) + ".",
+        "Capacity (closed loop: 32 unary callers, 4 callers of 64-text batches) measured at the start ("
+        + ", ".join(f"{k} {v:.0f} texts/s" for k, v in s.capacity.items())
+        + ") and again after each row; a row's share is against the mean of the measures before and after it.",
         f"Refused calls are sent again at once. Budget {BUDGET_MS:.0f} ms for interactive calls. Latency of",
         "accepted calls as the client saw them and (unary) inside the gateway. CPU cores used by the load",
         "generator / gateway / Triton, which share the machine's CPUs.",
         "",
-        "| shape | load | texts/s | share of capacity | p50 / p99 client, ms | p99 gateway, ms | refused calls | other errors | refusals by the gateway's reason | cores |",
-        "|---|---|---:|---:|---:|---:|---:|---|---|---|",
+        "| shape | load | texts/s | capacity beside | share of capacity | p50 / p99 client, ms | p99 gateway, ms | refused calls | other errors | refusals by the gateway's reason | cores |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]  # fmt: skip
-    for shape, level, o in s.rows:
-        share = o.rate / s.capacity[shape]
+    for i, (shape, level, o) in enumerate(s.rows):
         served = f"{percentile(o.served_ms, 99):.0f}" if o.served_ms else "-"
         cores = " / ".join(f"{v:.2f}" for v in o.cores.values())
-        lines.append(f"| {shape} | {level} | {o.rate:.0f} | {share:.2f} | {o.p(50):.0f} / {o.p(99):.0f} | {served} | "
-                     f"{o.refused} | {_errors_text(o)} | {_reasons_text(o)} | {cores} |")  # fmt: skip
+        beside = s.beside[i] if s.beside else s.capacity[shape]
+        lines.append(f"| {shape} | {level} | {o.rate:.0f} | {beside:.0f} | {s.share(i):.2f} | {o.p(50):.0f} / {o.p(99):.0f} | "
+                     f"{served} | {o.refused} | {_errors_text(o)} | {_reasons_text(o)} | {cores} |")  # fmt: skip
+    if s.floor is not None:
+        f, factor = s.floor, _open_factor(s)
+        lines += [
+            "",
+            f"What this host allows an open loop at {factor:g}x: the same open loop ({f.rate:.0f} calls/s) against a "
+            f"gRPC server that does nothing but refuse (grpc.aio, no interceptor, no model) took {f.server_cores:.2f} "
+            f"cores in that server and {f.client_cores:.2f} in the load generator; answering at capacity took "
+            f"{s.capacity_cores:.2f} cores (gateway and Triton). On {cpus} CPUs, were every refusal that cheap, at most "
+            f"{s.ceiling(factor, cpus):.2f} of capacity could be answered "
+            f"(({cpus} - {f.client_cores:.2f} - {f.server_cores:.2f}) / ({s.capacity_cores:.2f} - {f.server_cores:.2f} / {factor:g})).",
+        ]
     return lines
+
+
+def _open_factor(s: Sweep) -> float:
+    for _, level, _o in s.rows:
+        if level.startswith("open "):
+            return float(level.split()[1].rstrip("x"))
+    return 4.0
 
 
 def mixed_lines(m: Mixed) -> list[str]:
@@ -542,21 +654,26 @@ def mixed_lines(m: Mixed) -> list[str]:
 
 
 def targets(
-    cases: Sequence[Outcome] = (), sweep: Sweep | None = None, mixed: Mixed | None = None
+    cases: Sequence[Outcome] = (), sweep: Sweep | None = None, mixed: Mixed | None = None, cpus: int = 0
 ) -> list[tuple[str, bool]]:
-    """The issue's goals, each with whether this run met it."""
+    """The issue's goals, each with whether this run met it (``cpus``: the host's, by default)."""
+    cpus = cpus or os.cpu_count() or 1
     out = []
     if cases:
         out.append(
             ("ordinary loads: 0 refusals, 0 errors", all(o.refused == 0 and not o.errors for o in cases))
         )
     if sweep:
-        for shape, level, o in sweep.rows:
-            share = o.rate / sweep.capacity[shape]
+        for i, (shape, level, o) in enumerate(sweep.rows):
+            share = sweep.share(i)
             # One or four callers are bound by their own round trips, not by capacity.
             saturating = level.startswith("open") or int(level[1:]) >= (16 if shape == "unary" else 4)
             if saturating:
                 out.append((f"{shape} {level}: answers >= 0.9 of capacity ({share:.2f})", share >= 0.9))
+            if level.startswith("open") and sweep.floor is not None:
+                ceiling = sweep.ceiling(_open_factor(sweep), cpus)
+                out.append((f"{shape} {level}: 0.9 of capacity within what this host allows (at most {ceiling:.2f})",
+                            ceiling >= 0.9))  # fmt: skip
             if shape == "unary" and o.served_ms:
                 p99 = percentile(o.served_ms, 99)
                 out.append((f"{shape} {level}: gateway p99 of accepted calls within the budget ({p99:.0f} ms)",
@@ -601,13 +718,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             lines += ["## Ordinary loads", "", *cases_lines(cases), ""]
         if args.proof in ("sweep", "all"):
             sweep = run_sweep(serve, c, args.seconds, [int(x) for x in args.levels.split(",")])
-            lines += ["## Closed loops and open-loop overload", "", *sweep_lines(sweep), ""]
+            lines += ["## Closed loops and open-loop overload", "", *sweep_lines(sweep, m["cpus"]), ""]
         if args.proof in ("mixed", "all"):
             mixed = run_mixed(serve, c, args.bulk_texts)
             lines += ["## Interactive and bulk together", "", *mixed_lines(mixed), ""]
     finally:
         serve.stop()
-    met = targets(cases, sweep, mixed)
+    met = targets(cases, sweep, mixed, m["cpus"])
     lines += [
         "## Targets",
         "",

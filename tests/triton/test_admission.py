@@ -39,25 +39,21 @@ def test_ordinary_loads_are_served_without_a_refusal(serve, corpus):
 
 def test_closed_loops_past_capacity_keep_their_goodput(serve, corpus):
     sweep = admission.run_sweep(
-        serve, corpus, seconds=6, levels=(16, 256), batch_levels=(16,), factor=None, capacity_s=6
+        serve, corpus, seconds=6, levels=(16, 256), batch_levels=(16,), factor=None, capacity_s=6, beside_s=3
     )
     print("\n".join(admission.sweep_lines(sweep)))
-    rows = {(shape, level): o for shape, level, o in sweep.rows}
-    c16 = rows["unary", "c16"]
+    rows = {(shape, level): (o, sweep.share(i)) for i, (shape, level, o) in enumerate(sweep.rows)}
+    c16, _ = rows["unary", "c16"]
     assert c16.refused == 0 and not c16.errors  # within the budget: nothing refused
     # Callers that resend a refused call at once: the server paces them instead of spinning.
     # Goodput held, not collapsed (it was 0.36 of capacity before pacing). The long form (make
-    # overload) reports the 0.9 goal; here the same code measured 0.74 to 1.17 of a 6 s
-    # capacity measure across runs on one 2-CPU host, so this bound only separates the two.
-    c256 = rows["unary", "c256"]
-    assert c256.rate >= 0.6 * sweep.capacity["unary"] and not c256.errors
+    # overload) reports the 0.9 goal; 6 s loads on a shared 2-CPU host move by a third between
+    # runs, so this bound only separates held from collapsed.
+    c256, share = rows["unary", "c256"]
+    assert share >= 0.6 and not c256.errors
     assert admission.percentile(c256.served_ms, 99) <= 1.2 * BUDGET_MS  # accepted calls in the budget
-    bulk = rows[f"batch {admission.BATCH}", "c16"]
-    assert (
-        bulk.rate >= 0.8 * sweep.capacity[f"batch {admission.BATCH}"]
-        and bulk.refused == 0
-        and not bulk.errors
-    )
+    bulk, share = rows[f"batch {admission.BATCH}", "c16"]
+    assert share >= 0.8 and bulk.refused == 0 and not bulk.errors
 
 
 def test_a_bulk_job_beside_interactive_callers(serve, corpus):
