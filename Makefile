@@ -29,7 +29,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export EMOTIONAWARE_DATA_DIR := $(abspath $(DATA_DIR))
 
-.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs latency-split peers spark-bench intensity analyze-cost golden golden-check proto train probes eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence transports analyze-rate auth-cost gpu-bundle images constraints clean
+.PHONY: help setup setup-train setup-perf setup-dev cpu-graphs latency-split peers spark-bench intensity gc-pauses analyze-cost golden golden-check proto train probes eval export export-if-stale serve test test-fast lint format perf helm-check perf-soak soak fuzz chaos overload correspondence transports analyze-rate auth-cost gpu-bundle images constraints clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -179,6 +179,9 @@ spark-bench: $(STAMP_DEV) export-if-stale ## Spark scoring, both modes, beside t
 
 intensity: $(STAMP_DEV) export-if-stale ## intensity against what GoEmotions dev annotators agreed on, by decile (~1 min) -> bench/results/
 	$(PY) -m bench.intensity --data-dir $(DATA_DIR) --out $(call RESULT,intensity)
+
+gc-pauses: $(STAMP_DEV) export-if-stale ## the gateway's garbage-collection pauses under 256 callers, Python's default young threshold against the gateway's (~2 min) -> bench/results/
+	$(PY) -m bench.gc_pauses --out $(call RESULT,gc-pauses)
 
 analyze-cost: $(STAMP_DEV) export-if-stale ## Analyze beside Classify on the same texts against make serve's program, one run (~1 min) -> bench/results/
 	$(PY) -m bench.sentences --data-dir $(DATA_DIR) --out $(call RESULT,analyze-cost)

@@ -84,6 +84,12 @@ ADMISSION_ESTIMATE = Gauge(
     "quantile of actual / estimated answer times of recent interactive texts)",
     ["model", "term"],
 )
+GC_PAUSE = Histogram(
+    "emotionaware_gc_pause_seconds",
+    "Garbage-collection pauses of the gateway process (the event loop waits for each), by generation",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+)
 QUEUE_DEPTH = Gauge("emotionaware_queue_depth", "Sequences waiting for a batch", ["model"])
 BACKEND_RETRIES = Counter(
     "emotionaware_backend_retries_total", "Inference calls retried after UNAVAILABLE", ["model"]

@@ -343,10 +343,13 @@ class Pipeline:
 
     # -- sentences ---------------------------------------------------------------------------
 
-    def warm_sentencizer(self) -> None:
-        """Start loading the sentencizer in a thread (importing spaCy takes seconds)."""
+    def warm_sentencizer(self) -> asyncio.Future | None:
+        """Start loading the sentencizer in a thread (importing spaCy takes seconds); returns the
+        load when this call started it."""
         if self._sentencizer is None and not sentencizer.loaded():
             self._sentencizer = asyncio.ensure_future(asyncio.to_thread(sentencizer.load))
+            return self._sentencizer
+        return None
 
     async def _sentencizer_ready(self) -> None:
         """Every Analyze that comes before the load waits on the one load (no thread each); a

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import grpc
 from prometheus_client import start_http_server
 
+from gateway import collector
 from gateway.access import Gatekeeper
 from gateway.backends.base import Backend
 from gateway.backends.triton import TritonBackend
@@ -112,8 +113,12 @@ class GatewayServer:
         self._serving = serving
         if serving:
             # Analyze's sentencizer imports spaCy (seconds): once serving, so a restart is not
-            # slower to answer Classify; an Analyze that comes first waits for it.
-            self.pipeline.warm_sentencizer()
+            # slower to answer Classify; an Analyze that comes first waits for it. What start-up
+            # built stays out of garbage collections (gateway.collector), spaCy's too once loaded.
+            collector.freeze_once()
+            loading = self.pipeline.warm_sentencizer()
+            if loading is not None:
+                loading.add_done_callback(lambda _: collector.freeze())
 
     async def _watch_readiness(self) -> None:
         """SERVING only while Triton and every routed model are ready; flips back when not."""
@@ -187,6 +192,7 @@ async def run(settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     settings = load_settings(argv, os.environ)
     configure_logging(settings)
+    collector.tune(settings.gc_young_threshold)
     if settings.metrics_port:
         start_http_server(
             settings.metrics_port, addr=settings.listen.rsplit(":", 1)[0].strip("[]") or "0.0.0.0"

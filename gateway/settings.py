@@ -154,6 +154,13 @@ class Settings:
         "an interactive call that cannot be answered within the budget is refused this long after it "
         "arrived (or at its deadline, if sooner), so callers that retry at once do not spin",
     )
+    # Python's default (700) made full collections every few seconds under load; at 10,000 none
+    # came in 15 s at 256 callers and GC pauses halved in all (`make gc-pauses`).
+    gc_young_threshold: int = setting(
+        10_000,
+        "allocations the garbage collector's young generation takes before a collection (0: Python's "
+        "default, 700); start-up objects are frozen out of collections either way",
+    )
     retry_after_ms: int = setting(
         100, "back-off suggested in the retry-after-ms trailer of RESOURCE_EXHAUSTED"
     )
