@@ -49,5 +49,5 @@ def test_freeze_once_leaves_start_up_objects_out_of_collections_once_per_process
     assert frozen > 1000  # the test process's modules, at least
     collector.freeze_once()  # a later server, or serving again after Triton came back
     assert _pauses(2) == collections  # no second full collection
-    collector.freeze()  # the sentencizer loaded: its objects too
-    assert _pauses(2) == collections + 1 and gc.get_freeze_count() >= frozen
+    collector.freeze()  # the sentencizer loaded: its objects too (frozen ones may have been freed)
+    assert _pauses(2) == collections + 1 and gc.get_freeze_count() > 1000
