@@ -390,7 +390,8 @@ class Sweep:
             return 1.0
         f = self.floor
         room = cpus - f.client_cores - f.server_cores
-        return max(0.0, min(1.0, room / (self.capacity_cores - f.server_cores / factor)))
+        per_share = self.capacity_cores - f.server_cores / factor  # cores one share of capacity adds
+        return max(0.0, min(1.0, room / per_share)) if per_share > 0 else 1.0
 
 
 def _floor_serve(ports) -> None:
@@ -457,17 +458,13 @@ def run_sweep(
     first = {shape: capacity_now(shape, capacity_s) for shape in makers}
     sweep = Sweep({shape: o.rate for shape, o in first.items()}, [])
     last = dict(sweep.capacity)
-    cores = first["unary"].cores["gateway"] + first["unary"].cores["Triton"]
 
     def row(shape: str, level: str, run: Callable[[], Awaitable[Outcome]]) -> None:
-        nonlocal cores
         outcome = measured(serve, run)
         after = capacity_now(shape, beside_s)
         sweep.rows.append((shape, level, outcome))
         sweep.beside.append((last[shape] + after.rate) / 2)
         last[shape] = after.rate
-        if shape == "unary":
-            cores = after.cores["gateway"] + after.cores["Triton"]
 
     for shape, shape_levels in (("unary", levels), (f"batch {BATCH}", batch_levels or levels)):
         make, _, batch = makers[shape]
@@ -480,8 +477,11 @@ def run_sweep(
                 functools.partial(closed_loop, t, make, level, seconds, warmup, batch=batch),
             )
     if factor:
-        rate = factor * last["unary"]
-        sweep.capacity_cores = cores  # measured just before the open loop, with the rate it sets
+        # Unary capacity again (the batch rows took minutes): it sets the rate, and the cores
+        # answering at capacity takes, for the host's ceiling.
+        now = capacity_now("unary", beside_s)
+        last["unary"], rate = now.rate, factor * now.rate
+        sweep.capacity_cores = now.cores["gateway"] + now.cores["Triton"]
         row("unary", f"open {factor:g}x", functools.partial(open_loop, t, _unary(c), rate, seconds))
         sweep.floor = grpc_floor(_unary(c), rate, seconds)
     return sweep

@@ -1,12 +1,12 @@
 """Python's garbage collector, tuned for a server and measured.
 
-A full (oldest-generation) collection walks every container object the process holds; with the
-tokenizers, the protobuf descriptors and spaCy loaded that took 150 ms of the event loop on the
-AMD host, every few seconds under load, and every answer in flight waited for it (the tail that
-admission then has to keep the queue short for). So:
+A full (oldest-generation) collection walks every container object the process holds (the
+tokenizers, the protobuf descriptors, spaCy) on the event loop, and every answer in flight waits
+for it: the tail that admission then keeps the queue short for. So:
 
 - :func:`freeze` moves what start-up built into the permanent generation, which collections skip
-  (once the gateway serves, and again when the sentencizer has loaded);
+  (once the gateway serves, and again when the sentencizer has loaded: one full collection each,
+  tens of milliseconds, once per process);
 - :func:`tune` sets how many allocations the young generation takes before a collection;
 - every collection's pause is observed in ``emotionaware_gc_pause_seconds{generation}``.
 """

@@ -46,3 +46,9 @@ def test_targets_say_when_the_host_cannot_reach_the_open_loop_goal():
     assert met["unary open 4x: answers >= 0.9 of capacity (0.50)"] is False
     assert met["unary open 4x: 0.9 of capacity within what this host allows (at most 0.56)"] is False
     assert met["unary c16: answers >= 0.9 of capacity (1.00)"] is True
+
+
+def test_no_ceiling_is_claimed_when_refusing_costs_more_than_answering():
+    # A degenerate measure (the floor server busier than the service at capacity) bounds nothing.
+    sweep = _sweep(capacity_cores=0.1, floor=Floor(800, 0.6, 0.5))
+    assert sweep.ceiling(4, cpus=2) == 1.0
